@@ -1,0 +1,126 @@
+using System.Data.Common;
+using LinqToDB.DataProvider;
+
+namespace Linq2DbTestKit;
+
+/// <summary>
+/// A database the kit can run tests on. Each provider lives in its own package and depends only on its own driver:
+/// <c>Linq2DbTestKit.PostgreSql</c> (Npgsql) and <c>Linq2DbTestKit.SqlServer</c> (Microsoft.Data.SqlClient).
+/// </summary>
+/// <remarks>
+/// The members the kit calls to open connections, name savepoints, create and drop databases and classify errors are
+/// internal: the contract is not yet public, so that it can change as providers are added.
+/// </remarks>
+public abstract class DatabaseProvider
+{
+    private protected DatabaseProvider()
+    {
+    }
+
+    /// <summary>The name that selects this provider in <see cref="TestKitEnvironment.ProviderVariable"/>: <c>postgres</c> or <c>sqlserver</c>.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>The database's name for people: <c>PostgreSQL</c>, <c>SQL Server</c>.</summary>
+    public abstract string DisplayName { get; }
+
+    /// <summary>The environment variable that holds this provider's connection string.</summary>
+    public abstract string ConnectionVariable { get; }
+
+    /// <summary>The connection string used when <see cref="ConnectionVariable"/> is not set; it matches the local set-up the README describes.</summary>
+    public abstract string DefaultConnectionString { get; }
+
+    /// <inheritdoc />
+    public override string ToString() => DisplayName;
+
+    internal string MaskedDefaultConnectionString => Parse(DefaultConnectionString, "the default connection string").Masked;
+
+    /// <summary>How to get a server running locally, for the message shown when none answers.</summary>
+    internal abstract string StartServerHint { get; }
+
+    /// <summary>Parses and validates a connection string; the exception for a malformed one names <paramref name="source"/>.</summary>
+    internal abstract ParsedConnectionString Parse(string connectionString, string source);
+
+    /// <summary>A connection string to <paramref name="database"/> (or the one it names, when null) on the same server, tagged with <paramref name="applicationName"/>.</summary>
+    internal abstract string ForDatabase(string connectionString, string? database, string? applicationName);
+
+    internal abstract DbConnection CreateConnection(string connectionString);
+
+    /// <summary>The linq2db provider for the server behind <paramref name="openConnection"/>, with its version detected.</summary>
+    internal abstract IDataProvider DetectLinqToDBProvider(DbConnection openConnection);
+
+    /// <summary>Whether a committed savepoint is released (<c>RELEASE SAVEPOINT</c>); SQL Server has no release.</summary>
+    internal abstract bool CanReleaseSavepoints { get; }
+
+    /// <summary>Whether any failed statement aborts the whole transaction until it rolls back to a savepoint (PostgreSQL).</summary>
+    internal abstract bool FailedStatementAbortsTransaction { get; }
+
+    /// <summary>The name of the savepoint with this sequence number, within the database's limits.</summary>
+    internal abstract string SavepointName(long number);
+
+    /// <summary>A unique, valid name for a run's database, beginning with <paramref name="prefix"/>.</summary>
+    internal virtual string DatabaseName(string prefix, string runId) => $"{prefix}_{runId}";
+
+    /// <summary>Whether <paramref name="sql"/> would begin, end or change a transaction on the server behind the kit's back.</summary>
+    internal abstract bool ControlsTransaction(string sql);
+
+    internal abstract Task<bool> DatabaseExistsAsync(DbConnection admin, string database, CancellationToken cancellationToken);
+
+    /// <summary>Creates <paramref name="database"/> and stamps it with <paramref name="marker"/>, so that the kit can tell it is its own before it drops it.</summary>
+    internal abstract Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken);
+
+    /// <summary>The marker <see cref="CreateDatabaseAsync"/> stamped on <paramref name="database"/>; <see langword="null"/> when it has none.</summary>
+    internal abstract Task<string?> ReadMarkerAsync(DbConnection admin, string database, CancellationToken cancellationToken);
+
+    /// <summary>Closes every other session on <paramref name="database"/> and drops it.</summary>
+    internal abstract Task DropDatabaseAsync(DbConnection admin, string database, CancellationToken cancellationToken);
+
+    /// <summary>Removes pooled connections to the database behind <paramref name="connectionString"/>.</summary>
+    internal abstract void ClearPool(string connectionString);
+
+    /// <summary>Why opening a connection failed, in the terms the kit reports.</summary>
+    internal abstract ConnectFailure ClassifyConnectFailure(Exception exception);
+
+    /// <summary>What a failed statement did to the test's transaction.</summary>
+    internal abstract StatementFailure ClassifyStatementFailure(Exception exception);
+}
+
+/// <summary>A connection string the kit has parsed: what it needs for messages and for connecting to the run's database.</summary>
+/// <param name="Server">Host and port, for messages.</param>
+/// <param name="User">The user name, for messages; <see langword="null"/> for integrated security.</param>
+/// <param name="Password">The password, only to scrub it from messages.</param>
+/// <param name="Database">The database the connection string names, if any.</param>
+/// <param name="Masked">The connection string with its password replaced by <c>***</c>.</param>
+internal sealed record ParsedConnectionString(string Server, string? User, string? Password, string? Database, string Masked);
+
+internal enum ConnectFailure
+{
+    /// <summary>Something else; the driver's message says what.</summary>
+    Other,
+
+    /// <summary>Nothing accepted the connection: no server at that host and port.</summary>
+    Unreachable,
+
+    /// <summary>The server refused the user name or password.</summary>
+    AuthenticationFailed,
+
+    /// <summary>The server does not answer in time.</summary>
+    Timeout,
+
+    /// <summary>The database named in the connection string does not exist.</summary>
+    DatabaseMissing,
+}
+
+internal enum StatementFailure
+{
+    /// <summary>The statement failed; the transaction goes on.</summary>
+    StatementOnly,
+
+    /// <summary>The statement failed and took the whole transaction with it (PostgreSQL): nothing runs until a rollback to a savepoint.</summary>
+    AbortsTransaction,
+
+    /// <summary>The statement was refused because an earlier failure had already aborted the transaction.</summary>
+    TransactionAlreadyAborted,
+
+    /// <summary>The connection to the server is gone.</summary>
+    ConnectionLost,
+}

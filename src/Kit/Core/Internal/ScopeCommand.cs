@@ -1,0 +1,129 @@
+using System.Data;
+using System.Data.Common;
+using System.Diagnostics.CodeAnalysis;
+
+namespace Linq2DbTestKit.Internal;
+
+/// <summary>
+/// A command of a <see cref="ScopeConnection"/>: the driver's own command underneath, always run in the test's
+/// transaction (SqlClient refuses a command without it), one at a time on the scope's connection.
+/// </summary>
+internal sealed class ScopeCommand : DbCommand
+{
+    ScopeConnection? _connection;
+
+    public ScopeCommand(ScopeConnection connection, DbCommand inner)
+    {
+        _connection = connection;
+        Inner = inner;
+    }
+
+    /// <summary>The driver's command. linq2db reaches it through the kit's unwrap interceptor.</summary>
+    public DbCommand Inner { get; }
+
+    internal ScopeConnection ScopeConnection =>
+        _connection ?? throw new InvalidOperationException("The command has no connection: set its Connection first.");
+
+    [AllowNull]
+    public override string CommandText
+    {
+        get => Inner.CommandText;
+        set => Inner.CommandText = value;
+    }
+
+    public override int CommandTimeout
+    {
+        get => Inner.CommandTimeout;
+        set => Inner.CommandTimeout = value;
+    }
+
+    public override CommandType CommandType
+    {
+        get => Inner.CommandType;
+        set => Inner.CommandType = value;
+    }
+
+    public override bool DesignTimeVisible
+    {
+        get => Inner.DesignTimeVisible;
+        set => Inner.DesignTimeVisible = value;
+    }
+
+    public override UpdateRowSource UpdatedRowSource
+    {
+        get => Inner.UpdatedRowSource;
+        set => Inner.UpdatedRowSource = value;
+    }
+
+    protected override DbConnection? DbConnection
+    {
+        get => _connection;
+        set => _connection = value switch
+        {
+            null => null,
+            ScopeConnection connection => connection,
+            _ => throw new NotSupportedException(
+                "A command of a test scope's connection cannot move to another connection: it would leave the test's transaction."),
+        };
+    }
+
+    protected override DbParameterCollection DbParameterCollection => Inner.Parameters;
+
+    /// <summary>
+    /// Kept for the application to read back; the command runs in the test's transaction, whichever transaction is set here.
+    /// </summary>
+    protected override DbTransaction? DbTransaction { get; set; }
+
+    public override void Cancel() => Inner.Cancel();
+
+    public override void Prepare() => ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: false, Prepare, CancellationToken.None).GetAwaiter().GetResult();
+
+    public override Task PrepareAsync(CancellationToken cancellationToken = default) =>
+        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: true, Prepare, cancellationToken).AsTask();
+
+    protected override DbParameter CreateDbParameter() => Inner.CreateParameter();
+
+    public override int ExecuteNonQuery() =>
+        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: false, NonQuery, CancellationToken.None).GetAwaiter().GetResult();
+
+    public override Task<int> ExecuteNonQueryAsync(CancellationToken cancellationToken) =>
+        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: true, NonQuery, cancellationToken).AsTask();
+
+    public override object? ExecuteScalar() =>
+        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: false, Scalar, CancellationToken.None).GetAwaiter().GetResult();
+
+    public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken) =>
+        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: true, Scalar, cancellationToken).AsTask();
+
+    protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior) =>
+        ScopeConnection.Scope.Execute(this, behavior, async: false, Reader, CancellationToken.None).GetAwaiter().GetResult();
+
+    protected override Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken) =>
+        ScopeConnection.Scope.Execute(this, behavior, async: true, Reader, cancellationToken).AsTask();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            Inner.Dispose();
+        base.Dispose(disposing);
+    }
+
+    static async ValueTask<int> NonQuery(DbCommand command, CommandBehavior behavior, bool async, CancellationToken cancellationToken) =>
+        async ? await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteNonQuery();
+
+    static async ValueTask<object?> Scalar(DbCommand command, CommandBehavior behavior, bool async, CancellationToken cancellationToken) =>
+        async ? await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteScalar();
+
+    // The driver's own reader goes back to the caller: linq2db picks its fast, provider-specific readers by the reader's type.
+    static async ValueTask<DbDataReader> Reader(DbCommand command, CommandBehavior behavior, bool async, CancellationToken cancellationToken) =>
+        async ? await command.ExecuteReaderAsync(behavior, cancellationToken).ConfigureAwait(false) : command.ExecuteReader(behavior);
+
+    static async ValueTask<bool> Prepare(DbCommand command, CommandBehavior behavior, bool async, CancellationToken cancellationToken)
+    {
+        if (async)
+            await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
+        else
+            command.Prepare();
+        return true;
+    }
+}

@@ -1,0 +1,243 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Security.Cryptography;
+using Linq2DbTestKit.Internal;
+using LinqToDB.DataProvider;
+
+namespace Linq2DbTestKit;
+
+/// <summary>
+/// The database of one test run. <see cref="CreateAsync"/> creates it on the configured server under a unique name,
+/// so that parallel runs on one server never meet; disposing it drops it. Tests take their <see cref="TestScope"/>s from it.
+/// </summary>
+/// <remarks>
+/// The kit stamps the database it creates with a mark unique to the run and drops a database only when it carries that
+/// mark: it never drops a database it did not create in this run. It writes into a database it did not create only
+/// when <see cref="TestDatabaseOptions.AllowExistingDatabase"/> says so, and never drops that one.
+/// </remarks>
+public sealed class TestDatabase : IAsyncDisposable
+{
+    const string NamePrefix = "testkit";
+
+    /// <summary>The application name of the kit's own connections, by which the server's session list tells them apart.</summary>
+    internal const string ApplicationName = "linq2db-testkit";
+
+    readonly string _adminConnectionString;
+    readonly string _describedSource;
+    readonly ParsedConnectionString _server;
+    readonly string? _marker;
+    int _disposed;
+
+    TestDatabase(
+        DatabaseProvider provider,
+        string name,
+        string adminConnectionString,
+        string givenConnectionString,
+        ParsedConnectionString server,
+        string describedSource,
+        string? marker,
+        bool keep,
+        IDataProvider linqToDBProvider)
+    {
+        Provider = provider;
+        Name = name;
+        _adminConnectionString = adminConnectionString;
+        _server = server;
+        _describedSource = describedSource;
+        _marker = marker;
+        KeepsDatabase = keep || marker is null;
+        LinqToDBProvider = linqToDBProvider;
+        ConnectionString = provider.ForDatabase(givenConnectionString, name, applicationName: null);
+        ScopeConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
+    }
+
+    /// <summary>The provider of the database.</summary>
+    public DatabaseProvider Provider { get; }
+
+    /// <summary>The database's name on the server.</summary>
+    public string Name { get; }
+
+    /// <summary>
+    /// A connection string to this database, for applying the schema (migrations) and for configuring the application
+    /// under test. It contains the password: the kit never writes it to a message or log, and neither should a test.
+    /// </summary>
+    public string ConnectionString { get; }
+
+    /// <summary>Whether the kit created this database for the run (and will drop it unless told to keep it).</summary>
+    public bool CreatedByKit => _marker is not null;
+
+    /// <summary>Whether the database stays when the run ends: kept on request, or not the kit's to drop.</summary>
+    public bool KeepsDatabase { get; }
+
+    internal string ScopeConnectionString { get; }
+
+    internal string? Password => _server.Password;
+
+    internal IDataProvider LinqToDBProvider { get; }
+
+    /// <summary>
+    /// Creates the run's database on the server that <paramref name="options"/> name (by default, those of the environment
+    /// variables), or attaches to an existing one where the options allow it.
+    /// </summary>
+    /// <exception cref="TestKitConfigurationException">
+    /// The connection string is malformed, the server cannot be reached or refuses the credentials, or the options name a
+    /// database the kit did not create without allowing it. The message names the cause, the variable and the fix.
+    /// </exception>
+    public static async Task<TestDatabase> CreateAsync(DatabaseProvider provider, TestDatabaseOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(provider);
+        options ??= TestDatabaseOptions.FromEnvironment(provider);
+
+        var source = options.ConnectionStringSource
+            ?? (options.ConnectionString is null ? $"the default connection string, as {provider.ConnectionVariable} is not set" : "the connection string given in code");
+        var given = options.ConnectionString ?? provider.DefaultConnectionString;
+        var server = provider.Parse(given, source);
+        var describedSource = options.ConnectionString is null ? source : $"{source}: {server.Masked}";
+
+        if (options.ExistingDatabase is { } existing)
+            return await AttachAsync(provider, options, existing, given, server, describedSource, cancellationToken).ConfigureAwait(false);
+
+        var adminConnectionString = provider.ForDatabase(given, server.Database, ApplicationName);
+        await using var admin = await ConnectAsync(provider, adminConnectionString, server, describedSource, server.Database, cancellationToken).ConfigureAwait(false);
+
+        var runId = string.Create(CultureInfo.InvariantCulture, $"{DateTime.UtcNow:yyyyMMdd_HHmmss}_{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}");
+        var name = provider.DatabaseName(NamePrefix, runId);
+        var marker = $"linq2db-testkit run {runId} {Guid.NewGuid():N}";
+        await provider.CreateDatabaseAsync(admin, name, marker, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var linqToDBProvider = await DetectAsync(provider, provider.ForDatabase(given, name, ApplicationName), server, describedSource, name, cancellationToken).ConfigureAwait(false);
+            return new TestDatabase(provider, name, adminConnectionString, given, server, describedSource, marker, options.KeepDatabase, linqToDBProvider);
+        }
+        catch
+        {
+            await provider.DropDatabaseAsync(admin, name, CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    static async Task<TestDatabase> AttachAsync(
+        DatabaseProvider provider, TestDatabaseOptions options, string existing, string given, ParsedConnectionString server, string describedSource, CancellationToken cancellationToken)
+    {
+        if (!options.AllowExistingDatabase)
+        {
+            throw new TestKitConfigurationException(
+                $"{TestKitEnvironment.ExistingDatabaseVariable} names '{existing}', a database the kit did not create. The kit writes only into databases " +
+                "it creates for the run, so that tests can never change data that matters. To run in it anyway, also set " +
+                $"{TestKitEnvironment.AllowExistingDatabaseVariable}=true (the kit will never drop it); or unset {TestKitEnvironment.ExistingDatabaseVariable} " +
+                "and let the kit create a database of its own.");
+        }
+
+        var linqToDBProvider = await DetectAsync(provider, provider.ForDatabase(given, existing, ApplicationName), server, describedSource, existing, cancellationToken).ConfigureAwait(false);
+        return new TestDatabase(provider, existing, provider.ForDatabase(given, server.Database, ApplicationName), given, server, describedSource, marker: null, keep: true, linqToDBProvider);
+    }
+
+    static async Task<IDataProvider> DetectAsync(
+        DatabaseProvider provider, string connectionString, ParsedConnectionString server, string describedSource, string database, CancellationToken cancellationToken)
+    {
+        await using var connection = await ConnectAsync(provider, connectionString, server, describedSource, database, cancellationToken).ConfigureAwait(false);
+        return provider.DetectLinqToDBProvider(connection);
+    }
+
+    /// <summary>Begins a test scope: a connection of its own and an outer transaction that its disposal rolls back.</summary>
+    public Task<TestScope> BeginScopeAsync(CancellationToken cancellationToken = default) => BeginScope(async: true, cancellationToken).AsTask();
+
+    /// <summary>Begins a test scope: a connection of its own and an outer transaction that its disposal rolls back.</summary>
+    public TestScope BeginScope() => BeginScope(async: false, CancellationToken.None).GetAwaiter().GetResult();
+
+    async ValueTask<TestScope> BeginScope(bool async, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+
+        var connection = Provider.CreateConnection(ScopeConnectionString);
+        try
+        {
+            DbTransaction outer;
+            if (async)
+            {
+                await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+                outer = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                connection.Open();
+                outer = connection.BeginTransaction();
+            }
+
+            return new TestScope(this, connection, outer);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            if (Provider.ClassifyStatementFailure(exception) == StatementFailure.ConnectionLost)
+                OnConnectionLost();
+            throw ConnectError(Provider, exception, _server, _describedSource, Name);
+        }
+    }
+
+    /// <summary>Drops the database if the kit created it for this run and was not told to keep it.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0 || KeepsDatabase)
+            return;
+
+        Provider.ClearPool(ScopeConnectionString);
+        Provider.ClearPool(ConnectionString);
+        await using var admin = await ConnectAsync(Provider, _adminConnectionString, _server, _describedSource, _server.Database, CancellationToken.None).ConfigureAwait(false);
+        if (!await Provider.DatabaseExistsAsync(admin, Name, CancellationToken.None).ConfigureAwait(false))
+            return;
+
+        var found = await Provider.ReadMarkerAsync(admin, Name, CancellationToken.None).ConfigureAwait(false);
+        if (found != _marker)
+        {
+            throw new TestKitConfigurationException(
+                $"Refusing to drop database '{Name}': it does not carry the mark this run stamped on it when it created it " +
+                $"({(found is null ? "it has no mark" : "it has another mark")}). The kit drops only the database it created in this run.");
+        }
+
+        await Provider.DropDatabaseAsync(admin, Name, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Provider.DisplayName} database '{Name}' on {_server.Server}";
+
+    /// <summary>After a lost connection the pool may hold more dead ones (a restarted server): let the next scope open fresh ones.</summary>
+    internal void OnConnectionLost() => Provider.ClearPool(ScopeConnectionString);
+
+    static async Task<DbConnection> ConnectAsync(
+        DatabaseProvider provider, string connectionString, ParsedConnectionString server, string describedSource, string? database, CancellationToken cancellationToken)
+    {
+        var connection = provider.CreateConnection(connectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw ConnectError(provider, exception, server, describedSource, database);
+        }
+    }
+
+    static TestKitConfigurationException ConnectError(DatabaseProvider provider, Exception exception, ParsedConnectionString server, string describedSource, string? database)
+    {
+        var who = server.User is null ? string.Empty : $" as '{server.User}'";
+        var (cause, fix) = provider.ClassifyConnectFailure(exception) switch
+        {
+            ConnectFailure.Unreachable => ("nothing accepts connections there",
+                $"Start a server ({provider.StartServerHint}), or set {provider.ConnectionVariable} to one that runs."),
+            ConnectFailure.AuthenticationFailed => ("the server refused the user name or password",
+                $"Correct the user name and password in {provider.ConnectionVariable}."),
+            ConnectFailure.Timeout => ("the server did not answer in time",
+                $"Check the host and port in {provider.ConnectionVariable}, and that the server runs and accepts connections from here."),
+            ConnectFailure.DatabaseMissing => ($"database '{database}' does not exist",
+                $"Name an existing database in {provider.ConnectionVariable} (the kit creates the run's own database from there), or leave the database out."),
+            _ => (Secrets.Scrub(exception.Message, server.Password),
+                $"Check {provider.ConnectionVariable} and the server."),
+        };
+        return new TestKitConfigurationException(
+            $"Could not connect to {provider.DisplayName} at {server.Server}{who} (from {describedSource}): {cause}. {fix}",
+            Secrets.SafeInner(exception, server.Password));
+    }
+}

@@ -1,0 +1,58 @@
+namespace Linq2DbTestKit;
+
+/// <summary>
+/// Where and how <see cref="TestDatabase.CreateAsync"/> makes the database for a test run.
+/// <see cref="FromEnvironment(DatabaseProvider)"/> reads them from the kit's environment variables.
+/// </summary>
+public sealed record TestDatabaseOptions
+{
+    /// <summary>
+    /// The server to connect to. Its database, if it names one, is used only to create and drop the run's database.
+    /// </summary>
+    /// <value><see langword="null"/> uses <see cref="DatabaseProvider.DefaultConnectionString"/>.</value>
+    public string? ConnectionString { get; init; }
+
+    /// <summary>Keep the run's database when the run ends, for debugging.</summary>
+    /// <value><see langword="false"/>: the database is dropped.</value>
+    public bool KeepDatabase { get; init; }
+
+    /// <summary>
+    /// Run in this existing database instead of creating one. The kit refuses unless
+    /// <see cref="AllowExistingDatabase"/> is set, and never drops it.
+    /// </summary>
+    /// <value><see langword="null"/>: the kit creates a database of its own for the run.</value>
+    public string? ExistingDatabase { get; init; }
+
+    /// <summary>Allow the kit to write into <see cref="ExistingDatabase"/>, a database it did not create.</summary>
+    /// <value><see langword="false"/>.</value>
+    public bool AllowExistingDatabase { get; init; }
+
+    /// <summary>
+    /// Where a setting came from, for error messages: the environment variable, or <see langword="null"/> when set in code.
+    /// </summary>
+    internal string? ConnectionStringSource { get; init; }
+
+    /// <summary>
+    /// Reads the options for <paramref name="provider"/> from <see cref="DatabaseProvider.ConnectionVariable"/>,
+    /// <see cref="TestKitEnvironment.KeepDatabaseVariable"/>, <see cref="TestKitEnvironment.ExistingDatabaseVariable"/> and
+    /// <see cref="TestKitEnvironment.AllowExistingDatabaseVariable"/>.
+    /// </summary>
+    /// <exception cref="TestKitConfigurationException">A yes/no variable holds something else.</exception>
+    public static TestDatabaseOptions FromEnvironment(DatabaseProvider provider) => FromEnvironment(provider, Environment.GetEnvironmentVariable);
+
+    internal static TestDatabaseOptions FromEnvironment(DatabaseProvider provider, Func<string, string?> read)
+    {
+        ArgumentNullException.ThrowIfNull(provider);
+
+        var connectionString = read(provider.ConnectionVariable);
+        var existing = read(TestKitEnvironment.ExistingDatabaseVariable)?.Trim();
+        return new TestDatabaseOptions
+        {
+            ConnectionString = string.IsNullOrWhiteSpace(connectionString) ? null : connectionString,
+            ConnectionStringSource = string.IsNullOrWhiteSpace(connectionString) ? null : provider.ConnectionVariable,
+            KeepDatabase = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.KeepDatabaseVariable),
+            ExistingDatabase = string.IsNullOrEmpty(existing) ? null : existing,
+            AllowExistingDatabase = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.AllowExistingDatabaseVariable),
+        };
+    }
+}

@@ -1,0 +1,498 @@
+using System.Collections.Concurrent;
+using System.Data;
+using System.Data.Common;
+using System.Diagnostics;
+using Linq2DbTestKit.Internal;
+using LinqToDB;
+using LinqToDB.Data;
+
+namespace Linq2DbTestKit;
+
+/// <summary>
+/// One test's hold on the database: one open connection and one outer transaction that is always rolled back when the
+/// scope is disposed. Everything built from <see cref="Options"/>, <see cref="Db"/> or <see cref="OpenConnection"/> runs in
+/// that transaction; application transactions become savepoints of it, nested to any depth.
+/// </summary>
+/// <remarks>
+/// <para>
+/// A scope is for one test. Its connections share one server session, so statements run one at a time; transactions
+/// begun on different connections of the scope nest in the order they begin and must end in reverse order.
+/// </para>
+/// <para>
+/// Sequences and identity values are not rolled back by the database: tests must not assert on generated ids.
+/// </para>
+/// </remarks>
+public sealed class TestScope : IDisposable, IAsyncDisposable
+{
+    const int Active = 0, Ending = 1, Ended = 2;
+
+    static readonly ConcurrentDictionary<string, TestScope> Open = new(StringComparer.Ordinal);
+    static readonly TimeSpan ReaderWait = TimeSpan.FromSeconds(30);
+
+    readonly SemaphoreSlim _gate = new(1, 1);
+    readonly List<SavepointTransaction> _savepoints = [];
+    readonly Lock _dbLock = new();
+    long _savepointNumber;
+    int _connectionNumber;
+    int _state;
+    DataConnection? _db;
+    FailedStatement? _abortedBy;
+    string? _lostBecause;
+    (DbDataReader Reader, ScopeConnection Owner)? _openReader;
+
+    internal TestScope(TestDatabase database, DbConnection native, DbTransaction outer)
+    {
+        Database = database;
+        Native = native;
+        Outer = outer;
+        Id = Guid.NewGuid().ToString("N");
+        TraceLog = new ScopeTrace(database.Password);
+        Options = new DataOptions()
+            .UseConnectionFactory(database.LinqToDBProvider, _ => NewConnection("DataConnection", tracedByLinqToDB: true))
+            .UseInterceptor(ScopeInterceptor.Instance)
+            .UseTracing(TraceLevel.Info, ScopeTrace.OnLinqToDBTrace);
+        Open[Id] = this;
+    }
+
+    /// <summary>The run's database this scope works in.</summary>
+    public TestDatabase Database { get; }
+
+    /// <summary>
+    /// linq2db options bound to this scope: build the application's own <c>DataConnection</c> subclass from them,
+    /// <c>new AppDb(scope.Options)</c>. Every <c>DataConnection</c> built from them gets its own connection handle on the
+    /// scope's one connection.
+    /// </summary>
+    public DataOptions Options { get; }
+
+    /// <summary>
+    /// A ready <see cref="DataConnection"/> on this scope, made on first use and disposed with the scope.
+    /// </summary>
+    public DataConnection Db
+    {
+        get
+        {
+            lock (_dbLock)
+            {
+                ThrowIfEnded();
+                return _db ??= new DataConnection(Options);
+            }
+        }
+    }
+
+    /// <summary>The SQL this scope has run so far: linq2db's trace, the savepoints, raw commands and errors, oldest first.</summary>
+    public string Trace => TraceLog.ToString();
+
+    /// <summary>A unique identifier, by which requests of a test's HTTP client find their scope.</summary>
+    public string Id { get; }
+
+    internal DbConnection Native { get; }
+
+    internal DbTransaction Outer { get; }
+
+    internal ScopeTrace TraceLog { get; }
+
+    DatabaseProvider Provider => Database.Provider;
+
+    /// <summary>Options of type <see cref="DataOptions{T}"/> for application contexts whose constructor takes them.</summary>
+    /// <typeparam name="TContext">The application's context type.</typeparam>
+    public DataOptions<TContext> OptionsFor<TContext>()
+        where TContext : IDataContext => new(Options);
+
+    /// <summary>
+    /// An open ADO.NET connection on this scope, for raw ADO.NET or Dapper-style code. Its transactions are savepoints;
+    /// disposing it only lets go of the scope's connection, which stays open until the scope ends.
+    /// </summary>
+    public DbConnection OpenConnection()
+    {
+        var connection = NewConnection("connection", tracedByLinqToDB: false);
+        connection.Open();
+        return connection;
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"test scope {Id[..8]} in {Database}";
+
+    /// <summary>Rolls back the test's transaction, whatever the code under test committed, and returns the connection.</summary>
+    public void Dispose() => End(async: false).GetAwaiter().GetResult();
+
+    /// <summary>Rolls back the test's transaction, whatever the code under test committed, and returns the connection.</summary>
+    public ValueTask DisposeAsync() => End(async: true);
+
+    internal static TestScope? Find(string id) => Open.GetValueOrDefault(id);
+
+    internal void ThrowIfEnded()
+    {
+        if (Volatile.Read(ref _state) == Ended)
+            throw Misuse.ScopeEnded(this);
+    }
+
+    ScopeConnection NewConnection(string kind, bool tracedByLinqToDB)
+    {
+        ThrowIfEnded();
+        return new ScopeConnection(this, $"{kind} #{Interlocked.Increment(ref _connectionNumber)}", tracedByLinqToDB);
+    }
+
+    internal async ValueTask<T> Execute<T>(
+        ScopeCommand command,
+        CommandBehavior behavior,
+        bool async,
+        Func<DbCommand, CommandBehavior, bool, CancellationToken, ValueTask<T>> run,
+        CancellationToken cancellationToken)
+    {
+        var connection = command.ScopeConnection;
+        connection.ThrowIfClosed();
+
+        var sql = command.CommandText ?? string.Empty;
+        if (Provider.ControlsTransaction(sql))
+            throw Misuse.TransactionStatement(sql, connection.Origin);
+        if (!connection.TracedByLinqToDB)
+            TraceLog.Add($"{connection.Origin}: {sql}");
+
+        await Enter(connection, async, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            command.Inner.Transaction = Outer;
+            var result = await run(command.Inner, behavior, async, cancellationToken).ConfigureAwait(false);
+            if (result is DbDataReader reader)
+                _openReader = (reader, connection);
+            return result;
+        }
+        catch (Exception exception)
+        {
+            var replacement = OnStatementFailed(sql, connection, exception);
+            if (replacement is null)
+                throw;
+            throw replacement;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    internal async ValueTask<SavepointTransaction> BeginTransaction(ScopeConnection connection, IsolationLevel isolationLevel, bool async, CancellationToken cancellationToken)
+    {
+        connection.ThrowIfClosed();
+        if (connection.Transaction is { } active)
+            throw Misuse.SecondTransaction(connection, active);
+
+        await Enter(connection, async, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var name = Provider.SavepointName(++_savepointNumber);
+            await RunSavepointCommand(SavepointAction.Save, name, connection, async, cancellationToken).ConfigureAwait(false);
+
+            var transaction = new SavepointTransaction(connection, name, isolationLevel);
+            _savepoints.Add(transaction);
+            connection.Transaction = transaction;
+
+            var level = isolationLevel == IsolationLevel.Unspecified || isolationLevel == Outer.IsolationLevel
+                ? string.Empty
+                : $" (asked for {isolationLevel}; a savepoint runs at the test transaction's {Outer.IsolationLevel})";
+            TraceLog.Add($"{connection.Origin}: begin transaction → SAVEPOINT {name}{level}");
+            return transaction;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    internal async ValueTask Commit(SavepointTransaction transaction, bool async, CancellationToken cancellationToken)
+    {
+        if (!transaction.IsActive)
+            throw Misuse.Completed(transaction);
+
+        await Enter(transaction.Owner, async, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var index = _savepoints.IndexOf(transaction);
+            if (index != _savepoints.Count - 1)
+                throw Misuse.CommitUnderOpenTransaction(transaction, _savepoints[^1]);
+
+            if (_abortedBy is { } failure && failure.Depth > index)
+            {
+                // PostgreSQL's COMMIT of a failed transaction rolls it back without an error; the savepoint behaves the same.
+                await RollbackTo(index, async, cancellationToken).ConfigureAwait(false);
+                TraceLog.Add($"{transaction.Owner.Origin}: commit after a failed statement → ROLLBACK TO SAVEPOINT {transaction.Name}, as PostgreSQL rolls back a failed transaction on COMMIT");
+                return;
+            }
+
+            if (Provider.CanReleaseSavepoints)
+                await RunSavepointCommand(SavepointAction.Release, transaction.Name, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
+            _savepoints.RemoveAt(index);
+            transaction.End(SavepointState.Committed);
+            TraceLog.Add(Provider.CanReleaseSavepoints
+                ? $"{transaction.Owner.Origin}: commit → RELEASE SAVEPOINT {transaction.Name}"
+                : $"{transaction.Owner.Origin}: commit of savepoint {transaction.Name} (nothing to release on {Provider.DisplayName})");
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    internal async ValueTask Rollback(SavepointTransaction transaction, bool async, CancellationToken cancellationToken)
+    {
+        switch (transaction.State)
+        {
+            case SavepointState.Discarded:
+                return;
+            case SavepointState.Committed or SavepointState.RolledBack:
+                throw Misuse.Completed(transaction);
+        }
+
+        if (Volatile.Read(ref _state) != Active || _lostBecause is not null)
+        {
+            // The test's transaction is gone or going: there is nothing left to roll back to.
+            transaction.End(SavepointState.Discarded, "the test's scope ended");
+            return;
+        }
+
+        await Enter(transaction.Owner, async, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var index = _savepoints.IndexOf(transaction);
+            await RollbackTo(index, async, cancellationToken).ConfigureAwait(false);
+            TraceLog.Add($"{transaction.Owner.Origin}: rollback → ROLLBACK TO SAVEPOINT {transaction.Name}");
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Rolls back to the savepoint at <paramref name="index"/>, ending it and every savepoint begun after it.</summary>
+    async ValueTask RollbackTo(int index, bool async, CancellationToken cancellationToken)
+    {
+        var transaction = _savepoints[index];
+        await RunSavepointCommand(SavepointAction.Rollback, transaction.Name, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
+        if (Provider.CanReleaseSavepoints)
+            await RunSavepointCommand(SavepointAction.Release, transaction.Name, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
+
+        for (var i = _savepoints.Count - 1; i > index; i--)
+        {
+            _savepoints[i].End(SavepointState.Discarded, $"the {transaction}, begun before it, rolled back");
+            TraceLog.Add($"{_savepoints[i].Owner.Origin}: transaction {_savepoints[i].Name} was rolled back with {transaction.Name}, begun before it");
+        }
+
+        _savepoints.RemoveRange(index, _savepoints.Count - index);
+        transaction.End(SavepointState.RolledBack);
+        if (_abortedBy is { } failure && failure.Depth > index)
+            _abortedBy = null;
+    }
+
+    internal async ValueTask ApplicationSavepoint(SavepointTransaction transaction, SavepointAction action, string savepointName, bool async, CancellationToken cancellationToken)
+    {
+        if (!transaction.IsActive)
+            throw Misuse.Completed(transaction);
+        if (action == SavepointAction.Release && !Provider.CanReleaseSavepoints)
+            return;
+
+        await Enter(transaction.Owner, async, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await RunSavepointCommand(action, savepointName, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
+            TraceLog.Add($"{transaction.Owner.Origin}: {action} savepoint {savepointName} inside {transaction.Name}");
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    async ValueTask RunSavepointCommand(SavepointAction action, string name, ScopeConnection connection, bool async, CancellationToken cancellationToken)
+    {
+        try
+        {
+            switch (action, async)
+            {
+                case (SavepointAction.Save, true): await Outer.SaveAsync(name, cancellationToken).ConfigureAwait(false); break;
+                case (SavepointAction.Save, false): Outer.Save(name); break;
+                case (SavepointAction.Rollback, true): await Outer.RollbackAsync(name, cancellationToken).ConfigureAwait(false); break;
+                case (SavepointAction.Rollback, false): Outer.Rollback(name); break;
+                case (SavepointAction.Release, true): await Outer.ReleaseAsync(name, cancellationToken).ConfigureAwait(false); break;
+                case (SavepointAction.Release, false): Outer.Release(name); break;
+            }
+        }
+        catch (Exception exception)
+        {
+            var replacement = OnStatementFailed($"{action.ToString().ToUpperInvariant()} SAVEPOINT {name}", connection, exception);
+            if (replacement is null)
+                throw;
+            throw replacement;
+        }
+    }
+
+    /// <summary>Takes the scope's connection for one statement; waits while another connection of the scope reads a result.</summary>
+    async ValueTask Enter(ScopeConnection connection, bool async, CancellationToken cancellationToken)
+    {
+        ThrowIfUnusable();
+
+        long started = 0;
+        while (true)
+        {
+            if (async)
+                await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            else
+                _gate.Wait(cancellationToken);
+
+            if (_openReader is not { } open || open.Reader.IsClosed)
+            {
+                _openReader = null;
+                return;
+            }
+
+            // The same connection with a reader still open gets the driver's own error, as it would outside a test.
+            if (open.Owner == connection)
+                return;
+
+            _gate.Release();
+            if (started == 0)
+                started = Stopwatch.GetTimestamp();
+            else if (Stopwatch.GetElapsedTime(started) > ReaderWait)
+                throw Misuse.ReaderStillOpen(connection, open.Owner);
+
+            if (async)
+                await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+            else
+                Thread.Sleep(1);
+        }
+    }
+
+    void ThrowIfUnusable()
+    {
+        ThrowIfEnded();
+        if (_lostBecause is { } why)
+            throw new TestScopeException($"The connection of {this} was lost earlier ({why}); nothing more can run in this test. Nothing it wrote was committed.");
+    }
+
+    /// <summary>Records what a failed statement did to the test's transaction; returns a clearer exception to throw instead, if any.</summary>
+    Exception? OnStatementFailed(string sql, ScopeConnection connection, Exception exception)
+    {
+        if (!connection.TracedByLinqToDB)
+            TraceLog.Add($"{connection.Origin}: failed: {exception.GetType().Name}: {exception.Message}");
+
+        switch (Provider.ClassifyStatementFailure(exception))
+        {
+            case StatementFailure.AbortsTransaction when Provider.FailedStatementAbortsTransaction:
+                if (_abortedBy is null)
+                {
+                    _abortedBy = new FailedStatement(sql, exception.Message, _savepoints.Count, connection.Origin);
+                    TraceLog.Add(_savepoints.Count == 0
+                        ? $"↑ this failure aborted the test's transaction: {Provider.DisplayName} ignores every further statement of the test"
+                        : $"↑ this failure aborted the transaction: {Provider.DisplayName} ignores every statement until a rollback to savepoint {_savepoints[^1].Name} or before");
+                }
+
+                return null;
+
+            case StatementFailure.TransactionAlreadyAborted:
+                return new TestScopeException(AbortedMessage(sql, connection), exception);
+
+            case StatementFailure.ConnectionLost:
+                _lostBecause = exception.Message;
+                Database.OnConnectionLost();
+                TraceLog.Add($"↑ the connection to the server is lost; the scope cannot go on");
+                return new TestScopeException(
+                    $"The connection of {this} to {Provider.DisplayName} was lost while {connection.Origin} ran: {Misuse.Shorten(sql)} ({exception.Message}). " +
+                    "Nothing the test wrote was committed. If the server restarted, the next test gets a fresh connection.",
+                    exception);
+
+            default:
+                return null;
+        }
+    }
+
+    string AbortedMessage(string sql, ScopeConnection connection)
+    {
+        var cause = _abortedBy is { } failure
+            ? $"an earlier statement failed: {Misuse.Shorten(failure.Sql)} ({failure.Error}), run by {failure.Origin}"
+            : "an earlier statement failed that the kit did not see (one sent on the driver's own connection)";
+        var fix = _savepoints.Count == 0
+            ? "Nothing more can run in this test. To carry on after an expected error, run the failing statement inside a transaction " +
+              "(BeginTransaction; it becomes a savepoint) and roll that transaction back after catching the error."
+            : $"Roll back the transaction that caught the error ({_savepoints[^1]}) to carry on.";
+        return $"{connection.Origin} could not run {Misuse.Shorten(sql)}: {Provider.DisplayName} aborted the test's transaction because {cause}. {fix}";
+    }
+
+    async ValueTask End(bool async)
+    {
+        if (Interlocked.CompareExchange(ref _state, Ending, Active) != Active)
+            return;
+
+        Exception? failure = null;
+        try
+        {
+            DataConnection? db;
+            lock (_dbLock)
+                db = _db;
+            if (db is not null)
+            {
+                if (async)
+                    await db.DisposeAsync().ConfigureAwait(false);
+                else
+                    db.Dispose();
+            }
+
+            if (async)
+                await _gate.WaitAsync().ConfigureAwait(false);
+            else
+                _gate.Wait();
+
+            foreach (var open in _savepoints)
+            {
+                open.End(SavepointState.Discarded, "the test's scope ended");
+                TraceLog.Add($"{open.Owner.Origin}: transaction {open.Name} was still open when the test ended; rolled back with the test's transaction");
+            }
+
+            _savepoints.Clear();
+            failure = await RollBackOuter(async).ConfigureAwait(false);
+        }
+        finally
+        {
+            Volatile.Write(ref _state, Ended);
+            Open.TryRemove(Id, out _);
+            if (async)
+                await Native.DisposeAsync().ConfigureAwait(false);
+            else
+                Native.Dispose();
+            _gate.Release();
+        }
+
+        if (failure is not null)
+            throw failure;
+    }
+
+    async ValueTask<Exception?> RollBackOuter(bool async)
+    {
+        if (_lostBecause is not null)
+            return null;
+
+        try
+        {
+            if (async)
+                await Outer.RollbackAsync().ConfigureAwait(false);
+            else
+                Outer.Rollback();
+            TraceLog.Add("end of test → ROLLBACK of the test's transaction");
+            return null;
+        }
+        catch (InvalidOperationException exception)
+        {
+            // The driver's transaction object says it already completed: a statement ended it behind the kit's back.
+            TraceLog.Add($"end of test: the test's transaction had already ended ({exception.Message})");
+            return new TestScopeException(
+                $"The transaction of {this} had already ended before the test did ({exception.Message}). Something committed or rolled it back " +
+                "behind the kit's back, for example a statement on the driver's own connection; what the test wrote after that may be in the database.",
+                exception);
+        }
+        catch (Exception exception) when (Provider.ClassifyStatementFailure(exception) == StatementFailure.ConnectionLost)
+        {
+            Database.OnConnectionLost();
+            TraceLog.Add($"end of test: the connection was lost ({exception.Message}); the server rolled the test's transaction back");
+            return null;
+        }
+    }
+
+    sealed record FailedStatement(string Sql, string Error, int Depth, string Origin);
+}

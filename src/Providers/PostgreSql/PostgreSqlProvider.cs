@@ -1,0 +1,228 @@
+using System.Data.Common;
+using System.Net.Sockets;
+using Linq2DbTestKit.Internal;
+using LinqToDB.DataProvider;
+using LinqToDB.DataProvider.PostgreSQL;
+using Npgsql;
+
+namespace Linq2DbTestKit.PostgreSql;
+
+/// <summary>
+/// PostgreSQL through Npgsql. Application transactions map to <c>SAVEPOINT n</c>, their commit to
+/// <c>RELEASE SAVEPOINT n</c> and their rollback to <c>ROLLBACK TO SAVEPOINT n</c>.
+/// </summary>
+/// <remarks>
+/// PostgreSQL aborts the whole transaction when a statement fails: nothing more runs until a rollback to a savepoint
+/// taken before the failure. Code that expects a database error must catch it inside its own transaction and roll that
+/// back, as it would have to outside a test; the kit reports which statement aborted a test's transaction.
+/// </remarks>
+public sealed class PostgreSqlProvider : DatabaseProvider
+{
+    /// <summary>The one instance.</summary>
+    public static readonly PostgreSqlProvider Instance = new();
+
+    PostgreSqlProvider()
+    {
+    }
+
+    /// <inheritdoc />
+    public override string Name => "postgres";
+
+    /// <inheritdoc />
+    public override string DisplayName => "PostgreSQL";
+
+    /// <inheritdoc />
+    public override string ConnectionVariable => "TESTKIT_POSTGRES_CONNECTION";
+
+    /// <inheritdoc />
+    /// <value><c>Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres;Database=postgres</c>: the throwaway server of
+    /// <c>scripts/local-postgres</c> and of <c>docker/compose.yml</c>.</value>
+    public override string DefaultConnectionString => "Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres;Database=postgres";
+
+    internal override string StartServerHint =>
+        "for example with this repository's 'scripts/local-postgres start', or 'docker compose -f docker/compose.yml up --wait postgres'";
+
+    internal override bool CanReleaseSavepoints => true;
+
+    internal override bool FailedStatementAbortsTransaction => true;
+
+    internal override ParsedConnectionString Parse(string connectionString, string source)
+    {
+        NpgsqlConnectionStringBuilder builder;
+        try
+        {
+            builder = new NpgsqlConnectionStringBuilder(connectionString);
+        }
+        catch (Exception exception) when (exception is ArgumentException or FormatException or InvalidCastException or OverflowException)
+        {
+            throw new TestKitConfigurationException(
+                $"{source} is not a valid PostgreSQL connection string: {Secrets.ScrubUnparsed(exception.Message, connectionString)}. " +
+                $"Write it as keyword=value pairs, for example '{DefaultConnectionString.Replace("Password=postgres", "Password=…", StringComparison.Ordinal)}'.");
+        }
+
+        if (string.IsNullOrWhiteSpace(builder.Host))
+            throw new TestKitConfigurationException($"{source} names no Host. Add Host=<server> to it, for example Host=127.0.0.1.");
+
+        var password = builder.Password;
+        if (!string.IsNullOrEmpty(password))
+            builder.Password = Secrets.Mask;
+        return new ParsedConnectionString($"{builder.Host}:{builder.Port}", builder.Username, password, builder.Database, builder.ConnectionString);
+    }
+
+    internal override string ForDatabase(string connectionString, string? database, string? applicationName)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (database is not null)
+            builder.Database = database;
+        if (applicationName is not null)
+        {
+            builder.ApplicationName = applicationName;
+            // The kit's own connections must never join an ambient TransactionScope: the test's transaction stays the outermost.
+            builder.Enlist = false;
+        }
+
+        return builder.ConnectionString;
+    }
+
+    internal override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
+
+    internal override IDataProvider DetectLinqToDBProvider(DbConnection openConnection) =>
+        PostgreSQLTools.GetDataProvider(PostgreSQLVersion.AutoDetect, connection: openConnection);
+
+    internal override string SavepointName(long number) => $"testkit_{number}";
+
+    internal override bool ControlsTransaction(string sql)
+    {
+        if (!MayControlTransaction(sql))
+            return false;
+
+        foreach (var word in SqlScanner.Words(sql))
+        {
+            if (word.StartsStatement && word.Text is "BEGIN" or "START" or "COMMIT" or "END" or "ROLLBACK" or "ABORT" or "SAVEPOINT" or "RELEASE" or "PREPARE")
+                return word.Text != "PREPARE" || NextWordIs(sql, word, "TRANSACTION");
+        }
+
+        return false;
+    }
+
+    static bool MayControlTransaction(string sql) =>
+        sql.Contains("begin", StringComparison.OrdinalIgnoreCase) || sql.Contains("start", StringComparison.OrdinalIgnoreCase)
+        || sql.Contains("commit", StringComparison.OrdinalIgnoreCase) || sql.Contains("end", StringComparison.OrdinalIgnoreCase)
+        || sql.Contains("rollback", StringComparison.OrdinalIgnoreCase) || sql.Contains("abort", StringComparison.OrdinalIgnoreCase)
+        || sql.Contains("savepoint", StringComparison.OrdinalIgnoreCase) || sql.Contains("release", StringComparison.OrdinalIgnoreCase)
+        || sql.Contains("prepare", StringComparison.OrdinalIgnoreCase);
+
+    static bool NextWordIs(string sql, SqlScanner.Word word, string next)
+    {
+        var found = false;
+        foreach (var w in SqlScanner.Words(sql))
+        {
+            if (found)
+                return w.Text == next;
+            found = w == word;
+        }
+
+        return false;
+    }
+
+    internal override async Task<bool> DatabaseExistsAsync(DbConnection admin, string database, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT 1 FROM pg_database WHERE datname = @name", (NpgsqlConnection)admin);
+        command.Parameters.AddWithValue("name", database);
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null;
+    }
+
+    internal override async Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken)
+    {
+        await Run(admin, $"CREATE DATABASE {Quote(database)}", cancellationToken).ConfigureAwait(false);
+        await Run(admin, $"COMMENT ON DATABASE {Quote(database)} IS '{marker.Replace("'", "''", StringComparison.Ordinal)}'", cancellationToken).ConfigureAwait(false);
+    }
+
+    internal override async Task<string?> ReadMarkerAsync(DbConnection admin, string database, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = @name", (NpgsqlConnection)admin);
+        command.Parameters.AddWithValue("name", database);
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+    }
+
+    internal override async Task DropDatabaseAsync(DbConnection admin, string database, CancellationToken cancellationToken)
+    {
+        if (((NpgsqlConnection)admin).PostgreSqlVersion.Major >= 13)
+        {
+            await Run(admin, $"DROP DATABASE IF EXISTS {Quote(database)} WITH (FORCE)", cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        await Run(admin, $"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database.Replace("'", "''", StringComparison.Ordinal)}' AND pid <> pg_backend_pid()", cancellationToken).ConfigureAwait(false);
+        await Run(admin, $"DROP DATABASE IF EXISTS {Quote(database)}", cancellationToken).ConfigureAwait(false);
+    }
+
+    internal override void ClearPool(string connectionString)
+    {
+        using var connection = new NpgsqlConnection(connectionString);
+        NpgsqlConnection.ClearPool(connection);
+    }
+
+    internal override ConnectFailure ClassifyConnectFailure(Exception exception)
+    {
+        if (Find<PostgresException>(exception) is { } postgres)
+        {
+            return postgres.SqlState switch
+            {
+                PostgresErrorCodes.InvalidPassword or PostgresErrorCodes.InvalidAuthorizationSpecification => ConnectFailure.AuthenticationFailed,
+                PostgresErrorCodes.InvalidCatalogName => ConnectFailure.DatabaseMissing,
+                _ => ConnectFailure.Other,
+            };
+        }
+
+        if (Find<TimeoutException>(exception) is not null)
+            return ConnectFailure.Timeout;
+
+        return Find<SocketException>(exception)?.SocketErrorCode switch
+        {
+            SocketError.ConnectionRefused or SocketError.NetworkUnreachable or SocketError.HostUnreachable or SocketError.AddressNotAvailable => ConnectFailure.Unreachable,
+            SocketError.TimedOut => ConnectFailure.Timeout,
+            _ => ConnectFailure.Other,
+        };
+    }
+
+    internal override StatementFailure ClassifyStatementFailure(Exception exception)
+    {
+        if (Find<PostgresException>(exception) is { } postgres)
+        {
+            if (postgres.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
+                return StatementFailure.TransactionAlreadyAborted;
+            // Class 08 (connection exception) and the shutdown codes of class 57 end the session.
+            if (postgres.SqlState.StartsWith("08", StringComparison.Ordinal)
+                || postgres.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow)
+                return StatementFailure.ConnectionLost;
+            return StatementFailure.AbortsTransaction;
+        }
+
+        if (exception is NpgsqlException { InnerException: IOException or SocketException or EndOfStreamException or TimeoutException }
+            || exception is NpgsqlException && Find<IOException>(exception) is not null)
+            return StatementFailure.ConnectionLost;
+
+        return StatementFailure.StatementOnly;
+    }
+
+    static T? Find<T>(Exception exception)
+        where T : Exception
+    {
+        for (Exception? current = exception; current is not null; current = current.InnerException)
+        {
+            if (current is T found)
+                return found;
+        }
+
+        return null;
+    }
+
+    static string Quote(string identifier) => $"\"{identifier.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
+
+    static async Task Run(DbConnection connection, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,51 @@
+using FluentMigrator;
+using FluentMigrator.Runner;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Linq2DbTestKit.Conformance.App;
+
+/// <summary>The schema of <see cref="ShopDb"/>, applied once per run as a real project applies its migrations.</summary>
+public static class ShopSchema
+{
+    public static Task ApplyAsync(TestDatabase database)
+    {
+        using var services = new ServiceCollection()
+            .AddFluentMigratorCore()
+            .ConfigureRunner(runner =>
+            {
+                _ = database.Provider.Name switch
+                {
+                    "postgres" => runner.AddPostgres(),
+                    "sqlserver" => runner.AddSqlServer2016(),
+                    _ => throw new NotSupportedException($"No migrations for {database.Provider}."),
+                };
+                runner.WithGlobalConnectionString(database.ConnectionString).ScanIn(typeof(ShopSchema).Assembly).For.Migrations();
+            })
+            .BuildServiceProvider(validateScopes: false);
+        services.GetRequiredService<IMigrationRunner>().MigrateUp();
+        return Task.CompletedTask;
+    }
+}
+
+[Migration(2026_11_01_0001, "items and their notes")]
+public sealed class CreateItems : Migration
+{
+    public override void Up()
+    {
+        Create.Table("items")
+            .WithColumn("id").AsInt64().PrimaryKey("pk_items").Identity()
+            .WithColumn("name").AsString(200).NotNullable().Unique("ux_items_name")
+            .WithColumn("quantity").AsInt32().NotNullable().WithDefaultValue(0);
+
+        Create.Table("item_notes")
+            .WithColumn("id").AsInt64().PrimaryKey("pk_item_notes").Identity()
+            .WithColumn("item_id").AsInt64().NotNullable().ForeignKey("fk_item_notes_items", "items", "id")
+            .WithColumn("text").AsString(1000).NotNullable();
+    }
+
+    public override void Down()
+    {
+        Delete.Table("item_notes");
+        Delete.Table("items");
+    }
+}

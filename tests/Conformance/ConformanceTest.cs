@@ -1,0 +1,134 @@
+using System.Data;
+using System.Data.Common;
+using Linq2DbTestKit.Conformance.App;
+using Linq2DbTestKit.NUnit;
+using LinqToDB;
+using LinqToDB.Async;
+using LinqToDB.Data;
+using NUnit.Framework;
+
+namespace Linq2DbTestKit.Conformance;
+
+public enum Mode
+{
+    Sync,
+    Async,
+}
+
+/// <summary>How application code ends its transactions: through the transaction object, or the DataConnection's own methods.</summary>
+public enum TransactionCalls
+{
+    TransactionObject,
+    DataConnectionMethods,
+}
+
+/// <summary>
+/// What every conformance suite shares: a tag that makes each test's rows its own, the application's context on the
+/// test's scope, and the look from outside the kit after the scope has ended.
+/// </summary>
+public abstract class ConformanceTest : DatabaseTest
+{
+    /// <summary>A prefix of this test's item names; nothing else in the run uses it.</summary>
+    protected string Tag { get; } = $"t{Guid.NewGuid():N}"[..13];
+
+    protected ShopDb NewShop() => new(Scope.Options);
+
+    protected string Name(string suffix) => $"{Tag}-{suffix}";
+
+    /// <summary>The names of this test's items that <paramref name="db"/> sees, in order.</summary>
+    protected async Task<string[]> NamesAsync(ShopDb db, Mode mode = Mode.Sync)
+    {
+        var query = db.Items.Where(i => i.Name.StartsWith(Tag)).OrderBy(i => i.Name).Select(i => i.Name);
+        var names = mode == Mode.Async ? await query.ToArrayAsync() : query.ToArray();
+        return names.Select(n => n[(Tag.Length + 1)..]).ToArray();
+    }
+
+    /// <summary>Ends the test's scope now and checks, on a connection of its own, that none of this test's rows remain.</summary>
+    protected async Task EndScopeAndAssertNothingLeftAsync()
+    {
+        await Scope.DisposeAsync();
+        Assert.That(await Outside.CountItemsAsync(Tag), Is.Zero, "rows of this test remain in the database after its scope ended");
+    }
+}
+
+/// <summary>The run's database seen from a plain connection that belongs to no scope.</summary>
+public static class Outside
+{
+    public static DbConnection Open()
+    {
+        var database = TestRun.Database;
+        var connection = database.Provider.CreateConnection(database.ConnectionString);
+        connection.Open();
+        return connection;
+    }
+
+    /// <summary>The password of the run's connection string.</summary>
+    public static string? Password() => TestRun.Database.Password;
+
+    public static async Task<long> CountItemsAsync(string tag)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*) FROM items WHERE name LIKE @tag";
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = "tag";
+        parameter.Value = tag + "%";
+        command.Parameters.Add(parameter);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    public static async Task<int> ExecuteAsync(string sql)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return await command.ExecuteNonQueryAsync();
+    }
+}
+
+/// <summary>Application code in the four shapes the suites run it: sync or async, through the transaction object or the DataConnection.</summary>
+public sealed class AppCode(Mode mode, TransactionCalls calls)
+{
+    public Mode Mode => mode;
+
+    public async Task<DataConnectionTransaction> BeginAsync(DataConnection db, IsolationLevel? isolationLevel = null) =>
+        (mode, isolationLevel) switch
+        {
+            (Mode.Sync, null) => db.BeginTransaction(),
+            (Mode.Sync, { } level) => db.BeginTransaction(level),
+            (Mode.Async, null) => await db.BeginTransactionAsync(),
+            (Mode.Async, { } level) => await db.BeginTransactionAsync(level),
+            _ => throw new ArgumentOutOfRangeException(nameof(isolationLevel)),
+        };
+
+    public async Task CommitAsync(DataConnectionTransaction transaction)
+    {
+        switch (mode, calls)
+        {
+            case (Mode.Sync, TransactionCalls.TransactionObject): transaction.Commit(); break;
+            case (Mode.Sync, TransactionCalls.DataConnectionMethods): transaction.DataConnection.CommitTransaction(); break;
+            case (Mode.Async, TransactionCalls.TransactionObject): await transaction.CommitAsync(); break;
+            case (Mode.Async, TransactionCalls.DataConnectionMethods): await transaction.DataConnection.CommitTransactionAsync(); break;
+        }
+    }
+
+    public async Task RollbackAsync(DataConnectionTransaction transaction)
+    {
+        switch (mode, calls)
+        {
+            case (Mode.Sync, TransactionCalls.TransactionObject): transaction.Rollback(); break;
+            case (Mode.Sync, TransactionCalls.DataConnectionMethods): transaction.DataConnection.RollbackTransaction(); break;
+            case (Mode.Async, TransactionCalls.TransactionObject): await transaction.RollbackAsync(); break;
+            case (Mode.Async, TransactionCalls.DataConnectionMethods): await transaction.DataConnection.RollbackTransactionAsync(); break;
+        }
+    }
+
+    public async Task InsertAsync(ShopDb db, string name)
+    {
+        var item = new Item { Name = name, Quantity = 1 };
+        if (mode == Mode.Async)
+            await db.InsertAsync(item);
+        else
+            db.Insert(item);
+    }
+}
