@@ -62,6 +62,16 @@ public static class Outside
         return connection;
     }
 
+    /// <summary>A plain connection to the server's database named in the run's connection string, for creating and dropping databases.</summary>
+    public static DbConnection OpenServer()
+    {
+        var provider = TestRun.Database.Provider;
+        var given = TestDatabaseOptions.FromEnvironment(provider).ConnectionString ?? provider.DefaultConnectionString;
+        var connection = provider.CreateConnection(given);
+        connection.Open();
+        return connection;
+    }
+
     /// <summary>The password of the run's connection string.</summary>
     public static string? Password() => TestRun.Database.Password;
 

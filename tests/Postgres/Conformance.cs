@@ -27,3 +27,23 @@ public sealed class BulkCopy(Mode mode) : BulkCopySuite(mode);
 public sealed class ParallelIsolation : ParallelIsolationSuite;
 
 public sealed class Trace : TraceSuite;
+
+public sealed class Configuration : ConfigurationSuite
+{
+    protected override string UnreachableConnectionString => "Host=127.0.0.1;Port=1;Username=postgres;Password=postgres";
+
+    protected override string WithPassword(string connectionString, string password) =>
+        new Npgsql.NpgsqlConnectionStringBuilder(connectionString) { Password = password }.ConnectionString;
+
+    protected override string MalformedConnectionString => $"Host=127.0.0.1;Password={SecretPassword.Insert(5, ";")};Port=5432";
+}
+
+public sealed class DatabaseLifecycle : DatabaseLifecycleSuite;
+
+[Explicit("fails on purpose; NUnitIntegration runs it in a child test run")]
+public sealed class DeliberateFailure : DeliberateFailureSuite;
+
+public sealed class NUnitIntegration : NUnitIntegrationSuite
+{
+    protected override string DeliberateFailureFixture => typeof(DeliberateFailure).FullName!;
+}

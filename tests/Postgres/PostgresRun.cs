@@ -1,4 +1,5 @@
 using Linq2DbTestKit;
+using Linq2DbTestKit.Conformance;
 using Linq2DbTestKit.Conformance.App;
 using Linq2DbTestKit.NUnit;
 using Linq2DbTestKit.PostgreSql;
@@ -11,6 +12,12 @@ using NUnit.Framework;
 [SetUpFixture]
 public sealed class PostgresRun() : TestRun(PostgreSqlProvider.Instance)
 {
+    protected override async Task<TestDatabaseOptions> CreateOptionsAsync(CancellationToken cancellationToken)
+    {
+        await LocalPostgres.EnsureRunningAsync(PostgreSqlProvider.Instance, cancellationToken);
+        return await base.CreateOptionsAsync(cancellationToken);
+    }
+
     protected override Task PrepareDatabaseAsync(TestDatabase database, CancellationToken cancellationToken) =>
         ShopSchema.ApplyAsync(database);
 }

@@ -100,6 +100,9 @@ internal enum ConnectFailure
     /// <summary>Nothing accepted the connection: no server at that host and port.</summary>
     Unreachable,
 
+    /// <summary>The host name does not resolve to an address.</summary>
+    UnknownHost,
+
     /// <summary>The server refused the user name or password.</summary>
     AuthenticationFailed,
 

@@ -227,6 +227,8 @@ public sealed class TestDatabase : IAsyncDisposable
         {
             ConnectFailure.Unreachable => ("nothing accepts connections there",
                 $"Start a server ({provider.StartServerHint}), or set {provider.ConnectionVariable} to one that runs."),
+            ConnectFailure.UnknownHost => ("the host name does not resolve to an address",
+                $"Correct the host in {provider.ConnectionVariable}."),
             ConnectFailure.AuthenticationFailed => ("the server refused the user name or password",
                 $"Correct the user name and password in {provider.ConnectionVariable}."),
             ConnectFailure.Timeout => ("the server did not answer in time",

@@ -49,7 +49,8 @@ public abstract class TestRun
         if (Interlocked.CompareExchange(ref current, this, null) is { } other)
             throw new InvalidOperationException($"This test assembly has two test runs, {other.GetType()} and {GetType()}: keep one [SetUpFixture] derived from TestRun.");
 
-        _database = await TestDatabase.CreateAsync(_provider, CreateOptions()).ConfigureAwait(false);
+        var options = await CreateOptionsAsync(TestContext.CurrentContext.CancellationToken).ConfigureAwait(false);
+        _database = await TestDatabase.CreateAsync(_provider, options).ConfigureAwait(false);
         await TestContext.Progress.WriteLineAsync($"linq2db-testkit: this run uses {_database}").ConfigureAwait(false);
         try
         {
@@ -76,8 +77,12 @@ public abstract class TestRun
             await TestContext.Progress.WriteLineAsync($"linq2db-testkit: kept {database}").ConfigureAwait(false);
     }
 
-    /// <summary>The options of the run's database; by default, those of the environment variables.</summary>
-    protected virtual TestDatabaseOptions CreateOptions() => TestDatabaseOptions.FromEnvironment(_provider);
+    /// <summary>
+    /// The options of the run's database; by default, those of the environment variables. Override it to start a server
+    /// first (a container, a local cluster) and return its connection string.
+    /// </summary>
+    protected virtual Task<TestDatabaseOptions> CreateOptionsAsync(CancellationToken cancellationToken) =>
+        Task.FromResult(TestDatabaseOptions.FromEnvironment(_provider));
 
     /// <summary>Applies the schema to the new database (run the project's migrations here). Runs once, before the first test.</summary>
     protected virtual Task PrepareDatabaseAsync(TestDatabase database, CancellationToken cancellationToken) => Task.CompletedTask;

@@ -57,7 +57,7 @@ public sealed class PostgreSqlProvider : DatabaseProvider
         {
             throw new TestKitConfigurationException(
                 $"{source} is not a valid PostgreSQL connection string: {Secrets.ScrubUnparsed(exception.Message, connectionString)}. " +
-                $"Write it as keyword=value pairs, for example '{DefaultConnectionString.Replace("Password=postgres", "Password=…", StringComparison.Ordinal)}'.");
+                $"Write it as keyword=value pairs separated by ';', with double quotes around a value that contains ';', for example '{DefaultConnectionString.Replace("Password=postgres", "Password=…", StringComparison.Ordinal)}'.");
         }
 
         if (string.IsNullOrWhiteSpace(builder.Host))
@@ -182,6 +182,7 @@ public sealed class PostgreSqlProvider : DatabaseProvider
         {
             SocketError.ConnectionRefused or SocketError.NetworkUnreachable or SocketError.HostUnreachable or SocketError.AddressNotAvailable => ConnectFailure.Unreachable,
             SocketError.TimedOut => ConnectFailure.Timeout,
+            SocketError.HostNotFound or SocketError.TryAgain or SocketError.NoData => ConnectFailure.UnknownHost,
             _ => ConnectFailure.Other,
         };
     }
