@@ -44,7 +44,10 @@ public abstract class TestRun
     {
         var skipReason = TestKitEnvironment.SkipReason(_provider);
         if (skipReason is not null)
+        {
+            await TestContext.Progress.WriteLineAsync($"linq2db-testkit: {skipReason}").ConfigureAwait(false);
             Assert.Ignore(skipReason);
+        }
 
         if (Interlocked.CompareExchange(ref current, this, null) is { } other)
             throw new InvalidOperationException($"This test assembly has two test runs, {other.GetType()} and {GetType()}: keep one [SetUpFixture] derived from TestRun.");
