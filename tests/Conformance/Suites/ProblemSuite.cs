@@ -49,6 +49,18 @@ public abstract class ProblemSuite : ConformanceTest
     }
 
     [Test]
+    public async Task With_both_a_connection_and_a_transaction_linq2db_takes_the_connection_and_drops_the_transaction()
+    {
+        var provider = TestRun.Database.LinqToDBProvider;
+        await using var connection = Outside.Open();
+        await using var testTransaction = await connection.BeginTransactionAsync();
+
+        using var db = new ShopDb(new DataOptions().UseConnection(provider, connection).UseTransaction(provider, testTransaction));
+
+        Assert.That(db.Transaction, Is.Null, "linq2db silently ignores the transaction when a connection is given too");
+    }
+
+    [Test]
     public async Task With_the_kit_the_same_application_code_leaves_nothing()
     {
         using (var db = NewShop())
