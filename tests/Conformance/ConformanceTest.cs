@@ -75,11 +75,14 @@ public static class Outside
     /// <summary>The password of the run's connection string.</summary>
     public static string? Password() => TestRun.Database.Password;
 
-    public static async Task<long> CountItemsAsync(string tag)
+    public static Task<long> CountItemsAsync(string tag) => CountAsync("items", tag);
+
+    /// <summary>The rows of <paramref name="table"/> whose name begins with <paramref name="tag"/>; every row, when it is empty.</summary>
+    public static async Task<long> CountAsync(string table, string tag = "")
     {
         await using var connection = Open();
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COUNT(*) FROM items WHERE name LIKE @tag";
+        command.CommandText = $"SELECT COUNT(*) FROM {table} WHERE name LIKE @tag";
         var parameter = command.CreateParameter();
         parameter.ParameterName = "tag";
         parameter.Value = tag + "%";

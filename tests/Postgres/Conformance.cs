@@ -47,3 +47,5 @@ public sealed class NUnitIntegration : NUnitIntegrationSuite
 {
     protected override string DeliberateFailureFixture => typeof(DeliberateFailure).FullName!;
 }
+
+public sealed class ProfilesApi : ProfilesApiSuite;

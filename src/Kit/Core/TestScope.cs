@@ -33,12 +33,14 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     readonly List<SavepointTransaction> _savepoints = [];
     readonly Lock _dbLock = new();
     long _savepointNumber;
+    long _sequence;
     int _connectionNumber;
     int _state;
     DataConnection? _db;
     FailedStatement? _abortedBy;
     string? _lostBecause;
     (DbDataReader Reader, ScopeConnection Owner)? _openReader;
+    readonly Func<DataOptions, DbConnection> _connectionFactory;
 
     internal TestScope(TestDatabase database, DbConnection native, DbTransaction outer)
     {
@@ -47,10 +49,8 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         Outer = outer;
         Id = Guid.NewGuid().ToString("N");
         TraceLog = new ScopeTrace(database.Password);
-        Options = new DataOptions()
-            .UseConnectionFactory(database.LinqToDBProvider, _ => NewConnection("DataConnection", tracedByLinqToDB: true))
-            .UseInterceptor(ScopeInterceptor.Instance)
-            .UseTracing(TraceLevel.Info, ScopeTrace.OnLinqToDBTrace);
+        _connectionFactory = _ => NewConnection("DataConnection", tracedByLinqToDB: true);
+        Options = Bind(new DataOptions());
         Open[Id] = this;
     }
 
@@ -97,6 +97,48 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     /// <typeparam name="TContext">The application's context type.</typeparam>
     public DataOptions<TContext> OptionsFor<TContext>()
         where TContext : IDataContext => new(Options);
+
+    /// <summary>
+    /// The application's own <paramref name="options"/> bound to this scope: the same mapping schema, interceptors,
+    /// provider options and trace, with the connection replaced by the scope's. This is how the ASP.NET Core integration
+    /// turns the application's registered options into the test's.
+    /// </summary>
+    /// <remarks>The scope uses the linq2db provider it detected for the run's server, whatever provider the options name.</remarks>
+    public DataOptions Bind(DataOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ThrowIfEnded();
+
+        var bound = options.WithOptions<ConnectionOptions>(connection => connection with
+        {
+            ConfigurationString = null,
+            ConnectionString = null,
+            ProviderName = null,
+            DataProviderFactory = null,
+            DbConnection = null,
+            DbTransaction = null,
+            DataProvider = Database.LinqToDBProvider,
+            ConnectionFactory = _connectionFactory,
+            DisposeConnection = true,
+        });
+
+        if (!IsBound(options))
+            bound = bound.UseInterceptor(ScopeInterceptor.Instance);
+
+        // The application's own trace, if it has one, goes on alongside the scope's.
+        var trace = options.Find<QueryTraceOptions>();
+        var appTrace = trace?.OnTrace is { } onTrace && onTrace != ScopeTrace.OnLinqToDBTrace ? onTrace : null;
+        var level = trace?.TraceLevel is { } appLevel && appLevel > TraceLevel.Info ? appLevel : TraceLevel.Info;
+        return bound.UseTracing(level, appTrace is null ? ScopeTrace.OnLinqToDBTrace : info =>
+        {
+            ScopeTrace.OnLinqToDBTrace(info);
+            appTrace(info);
+        });
+    }
+
+    /// <summary>Whether <paramref name="options"/> were bound to a test scope by <see cref="Bind"/>.</summary>
+    internal static bool IsBound(DataOptions options) =>
+        options.DataContextOptions.Interceptors?.Contains(ScopeInterceptor.Instance) == true;
 
     /// <summary>
     /// An open ADO.NET connection on this scope, for raw ADO.NET or Dapper-style code. Its transactions are savepoints;
@@ -182,7 +224,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             var name = Provider.SavepointName(++_savepointNumber);
             await RunSavepointCommand(SavepointAction.Save, name, connection, async, cancellationToken).ConfigureAwait(false);
 
-            var transaction = new SavepointTransaction(connection, name, isolationLevel);
+            var transaction = new SavepointTransaction(connection, name, isolationLevel, ++_sequence);
             _savepoints.Add(transaction);
             connection.Transaction = transaction;
 
@@ -210,7 +252,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             if (index != _savepoints.Count - 1)
                 throw Misuse.CommitUnderOpenTransaction(transaction, _savepoints[^1]);
 
-            if (_abortedBy is { } failure && failure.Depth > index)
+            if (_abortedBy is { } failure && failure.Sequence > transaction.Sequence)
             {
                 // PostgreSQL's COMMIT of a failed transaction rolls it back without an error; the savepoint behaves the same.
                 await RollbackTo(index, async, cancellationToken).ConfigureAwait(false);
@@ -278,7 +320,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
 
         _savepoints.RemoveRange(index, _savepoints.Count - index);
         transaction.End(SavepointState.RolledBack);
-        if (_abortedBy is { } failure && failure.Depth > index)
+        if (_abortedBy is { } failure && failure.Sequence > transaction.Sequence)
             _abortedBy = null;
     }
 
@@ -294,6 +336,18 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         {
             await RunSavepointCommand(action, savepointName, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
             TraceLog.Add($"{transaction.Owner.Origin}: {action} savepoint {savepointName} inside {transaction.Name}");
+            switch (action)
+            {
+                case SavepointAction.Save:
+                    transaction.Savepoints[savepointName] = ++_sequence;
+                    break;
+                case SavepointAction.Rollback when _abortedBy is { } failure && transaction.Savepoints.TryGetValue(savepointName, out var taken) && failure.Sequence > taken:
+                    _abortedBy = null;
+                    break;
+                case SavepointAction.Release:
+                    transaction.Savepoints.Remove(savepointName);
+                    break;
+            }
         }
         finally
         {
@@ -378,7 +432,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             case StatementFailure.AbortsTransaction when Provider.FailedStatementAbortsTransaction:
                 if (_abortedBy is null)
                 {
-                    _abortedBy = new FailedStatement(sql, exception.Message, _savepoints.Count, connection.Origin);
+                    _abortedBy = new FailedStatement(sql, exception.Message, ++_sequence, connection.Origin);
                     TraceLog.Add(_savepoints.Count == 0
                         ? $"↑ this failure aborted the test's transaction: {Provider.DisplayName} ignores every further statement of the test"
                         : $"↑ this failure aborted the transaction: {Provider.DisplayName} ignores every statement until a rollback to savepoint {_savepoints[^1].Name} or before");
@@ -494,5 +548,6 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         }
     }
 
-    sealed record FailedStatement(string Sql, string Error, int Depth, string Origin);
+    /// <summary>A statement that aborted the transaction; <paramref name="Sequence"/> orders it among the savepoints, so that a rollback to a savepoint taken before it revives the transaction.</summary>
+    sealed record FailedStatement(string Sql, string Error, long Sequence, string Origin);
 }

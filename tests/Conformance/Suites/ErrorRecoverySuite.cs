@@ -56,6 +56,24 @@ public abstract class ErrorRecoverySuite(Mode mode) : ConformanceTest
     }
 
     [Test]
+    public async Task Rolling_back_to_an_application_savepoint_after_a_caught_error_keeps_the_rest_of_the_transaction()
+    {
+        using var db = NewShop();
+        db.Insert(new Item { Name = Name("taken") });
+
+        var transaction = await _app.BeginAsync(db);
+        await _app.InsertAsync(db, Name("kept"));
+        db.Transaction!.Save("before_duplicate");
+        Assert.That(async () => await _app.InsertAsync(db, Name("taken")), Throws.InstanceOf<DbException>());
+        db.Transaction.Rollback("before_duplicate");
+        await _app.InsertAsync(db, Name("after"));
+        await _app.CommitAsync(transaction);
+
+        Assert.That(await NamesAsync(db, mode), Is.EqualTo(new[] { "after", "kept", "taken" }));
+        await EndScopeAndAssertNothingLeftAsync();
+    }
+
+    [Test]
     public void A_failed_statement_reaches_the_application_as_the_drivers_own_error()
     {
         using var db = NewShop();

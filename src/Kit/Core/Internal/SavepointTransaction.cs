@@ -9,11 +9,12 @@ namespace Linq2DbTestKit.Internal;
 /// </summary>
 internal sealed class SavepointTransaction : DbTransaction
 {
-    public SavepointTransaction(ScopeConnection owner, string name, IsolationLevel isolationLevel)
+    public SavepointTransaction(ScopeConnection owner, string name, IsolationLevel isolationLevel, long sequence)
     {
         Owner = owner;
         Name = name;
         IsolationLevel = isolationLevel;
+        Sequence = sequence;
     }
 
     public ScopeConnection Owner { get; }
@@ -22,6 +23,12 @@ internal sealed class SavepointTransaction : DbTransaction
     public string Name { get; }
 
     public override IsolationLevel IsolationLevel { get; }
+
+    /// <summary>When it began, in the scope's order of savepoints and failures.</summary>
+    public long Sequence { get; }
+
+    /// <summary>The savepoints the application took inside this transaction, by name, with when it took them.</summary>
+    public Dictionary<string, long> Savepoints { get; } = new(StringComparer.Ordinal);
 
     public SavepointState State { get; private set; }
 
