@@ -49,3 +49,5 @@ public sealed class NUnitIntegration : NUnitIntegrationSuite
 }
 
 public sealed class ProfilesApi : ProfilesApiSuite;
+
+public sealed class RegistrationShapes : RegistrationShapesSuite;
