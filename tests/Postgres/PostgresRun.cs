@@ -3,16 +3,13 @@ using Linq2DbTestKit.Conformance;
 using Linq2DbTestKit.PostgreSql;
 using NUnit.Framework;
 
-[assembly: Parallelizable(ParallelScope.Fixtures)]
-[assembly: LevelOfParallelism(4)]
-
 /// <summary>The run of this assembly: PostgreSQL, with the schemas applied once.</summary>
 [SetUpFixture]
-public sealed class PostgresRun() : ConformanceRun(PostgreSqlProvider.Instance)
+public sealed class PostgresRun() : ConformanceRun(PostgreSqlDatabaseProvider.Instance)
 {
     protected override async Task<TestDatabaseOptions> CreateOptionsAsync(CancellationToken cancellationToken)
     {
-        await LocalPostgres.EnsureRunningAsync(PostgreSqlProvider.Instance, cancellationToken);
+        await LocalPostgres.EnsureRunningAsync(PostgreSqlDatabaseProvider.Instance, cancellationToken);
         return await base.CreateOptionsAsync(cancellationToken);
     }
 }

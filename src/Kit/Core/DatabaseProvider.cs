@@ -1,4 +1,5 @@
 using System.Data.Common;
+using Linq2DbTestKit.Internal;
 using LinqToDB.DataProvider;
 
 namespace Linq2DbTestKit;
@@ -54,6 +55,9 @@ public abstract class DatabaseProvider
     /// <summary>Whether any failed statement aborts the whole transaction until it rolls back to a savepoint (PostgreSQL).</summary>
     internal abstract bool FailedStatementAbortsTransaction { get; }
 
+    /// <summary>The statement the driver sends for a savepoint action, as the trace shows it; <see langword="null"/> where the database has none (SQL Server's release).</summary>
+    internal abstract string? SavepointStatement(SavepointAction action, string name);
+
     /// <summary>The name of the savepoint with this sequence number, within the database's limits.</summary>
     internal abstract string SavepointName(long number);
 
@@ -82,6 +86,30 @@ public abstract class DatabaseProvider
 
     /// <summary>What a failed statement did to the test's transaction.</summary>
     internal abstract StatementFailure ClassifyStatementFailure(Exception exception);
+
+    /// <summary>
+    /// After a statement failed without aborting the transaction by the rules of <see cref="ClassifyStatementFailure"/>:
+    /// whether the test's transaction can go on. SQL Server can doom it or roll it back whole; PostgreSQL needs no look.
+    /// </summary>
+    internal virtual ValueTask<TransactionHealth> InspectAfterFailure(DbConnection connection, DbTransaction transaction, bool async, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(TransactionHealth.Usable);
+
+    /// <summary>
+    /// Whether the driver's bulk copy must be handed the transaction explicitly (SqlBulkCopy refuses to run on a connection
+    /// with a transaction it was not given). linq2db hands over only a transaction the application began.
+    /// </summary>
+    internal virtual bool BulkCopyNeedsTransaction => false;
+}
+
+internal enum TransactionHealth
+{
+    Usable,
+
+    /// <summary>It can only be rolled back as a whole (SQL Server's XACT_STATE() = -1).</summary>
+    Doomed,
+
+    /// <summary>The server rolled it back whole: a deadlock victim, a trigger's ROLLBACK, XACT_ABORT.</summary>
+    Ended,
 }
 
 /// <summary>A connection string the kit has parsed: what it needs for messages and for connecting to the run's database.</summary>

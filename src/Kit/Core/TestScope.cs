@@ -38,7 +38,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     int _state;
     DataConnection? _db;
     FailedStatement? _abortedBy;
-    string? _lostBecause;
+    Fatal? _fatal;
     (DbDataReader Reader, ScopeConnection Owner)? _openReader;
     readonly Func<DataOptions, DbConnection> _connectionFactory;
 
@@ -203,12 +203,50 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         {
             var replacement = OnStatementFailed(sql, connection, exception);
             if (replacement is null)
+                await InspectAfterFailure(sql, connection, exception, async).ConfigureAwait(false);
+            if (replacement is null)
                 throw;
             throw replacement;
         }
         finally
         {
             _gate.Release();
+        }
+    }
+
+    /// <summary>Asks the provider whether the transaction survived a failed statement; records it when it did not.</summary>
+    async ValueTask InspectAfterFailure(string sql, ScopeConnection connection, Exception exception, bool async)
+    {
+        if (_fatal is not null || exception is OperationCanceledException)
+            return;
+
+        TransactionHealth health;
+        try
+        {
+            health = await Provider.InspectAfterFailure(Native, Outer, async, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception inspection) when (Provider.ClassifyStatementFailure(inspection) == StatementFailure.ConnectionLost)
+        {
+            _fatal = new Fatal(FatalKind.Lost, $"The connection of {this} to {Provider.DisplayName} was lost after {connection.Origin} ran {Misuse.Shorten(sql)} ({inspection.Message}). Nothing the test wrote was committed.");
+            return;
+        }
+
+        var statement = $"{connection.Origin} ran {Misuse.Shorten(sql)} and it failed: {exception.Message}";
+        switch (health)
+        {
+            case TransactionHealth.Doomed:
+                _fatal = new Fatal(FatalKind.Doomed,
+                    $"{Provider.DisplayName} doomed the test's transaction (XACT_STATE() = -1) when {statement}. A doomed transaction can only be rolled back " +
+                    "as a whole, not to a savepoint, so nothing more can run in this test; nothing it wrote was committed. Outside a test the application's " +
+                    "own transaction would roll back alone: test the recovery from this error with the statement outside XACT_ABORT and TRY…CATCH, or end the test at the error.");
+                TraceLog.Add("↑ this failure doomed the test's transaction (XACT_STATE() = -1): nothing more can run in this test");
+                break;
+            case TransactionHealth.Ended:
+                _fatal = new Fatal(FatalKind.Ended,
+                    $"{Provider.DisplayName} rolled back the test's whole transaction when {statement} (a deadlock victim, a trigger's ROLLBACK, or XACT_ABORT ON). " +
+                    "Nothing the test wrote remains, and nothing more can run in this test.");
+                TraceLog.Add("↑ after this failure the server rolled back the test's whole transaction: nothing more can run in this test");
+                break;
         }
     }
 
@@ -231,7 +269,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             var level = isolationLevel == IsolationLevel.Unspecified || isolationLevel == Outer.IsolationLevel
                 ? string.Empty
                 : $" (asked for {isolationLevel}; a savepoint runs at the test transaction's {Outer.IsolationLevel})";
-            TraceLog.Add($"{connection.Origin}: begin transaction → SAVEPOINT {name}{level}");
+            TraceLog.Add($"{connection.Origin}: begin transaction → {Provider.SavepointStatement(SavepointAction.Save, name)}{level}");
             return transaction;
         }
         finally
@@ -256,7 +294,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             {
                 // PostgreSQL's COMMIT of a failed transaction rolls it back without an error; the savepoint behaves the same.
                 await RollbackTo(index, async, cancellationToken).ConfigureAwait(false);
-                TraceLog.Add($"{transaction.Owner.Origin}: commit after a failed statement → ROLLBACK TO SAVEPOINT {transaction.Name}, as PostgreSQL rolls back a failed transaction on COMMIT");
+                TraceLog.Add($"{transaction.Owner.Origin}: commit after a failed statement → {Provider.SavepointStatement(SavepointAction.Rollback, transaction.Name)}, as PostgreSQL rolls back a failed transaction on COMMIT");
                 return;
             }
 
@@ -264,9 +302,9 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
                 await RunSavepointCommand(SavepointAction.Release, transaction.Name, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
             _savepoints.RemoveAt(index);
             transaction.End(SavepointState.Committed);
-            TraceLog.Add(Provider.CanReleaseSavepoints
-                ? $"{transaction.Owner.Origin}: commit → RELEASE SAVEPOINT {transaction.Name}"
-                : $"{transaction.Owner.Origin}: commit of savepoint {transaction.Name} (nothing to release on {Provider.DisplayName})");
+            TraceLog.Add(Provider.SavepointStatement(SavepointAction.Release, transaction.Name) is { } release
+                ? $"{transaction.Owner.Origin}: commit → {release}"
+                : $"{transaction.Owner.Origin}: commit → nothing to send: {Provider.DisplayName} has no release of savepoint {transaction.Name}");
         }
         finally
         {
@@ -284,7 +322,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
                 throw Misuse.Completed(transaction);
         }
 
-        if (Volatile.Read(ref _state) != Active || _lostBecause is not null)
+        if (Volatile.Read(ref _state) != Active || _fatal is not null)
         {
             // The test's transaction is gone or going: there is nothing left to roll back to.
             transaction.End(SavepointState.Discarded, "the test's scope ended");
@@ -296,7 +334,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         {
             var index = _savepoints.IndexOf(transaction);
             await RollbackTo(index, async, cancellationToken).ConfigureAwait(false);
-            TraceLog.Add($"{transaction.Owner.Origin}: rollback → ROLLBACK TO SAVEPOINT {transaction.Name}");
+            TraceLog.Add($"{transaction.Owner.Origin}: rollback → {Provider.SavepointStatement(SavepointAction.Rollback, transaction.Name)}");
         }
         finally
         {
@@ -335,7 +373,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         try
         {
             await RunSavepointCommand(action, savepointName, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
-            TraceLog.Add($"{transaction.Owner.Origin}: {action} savepoint {savepointName} inside {transaction.Name}");
+            TraceLog.Add($"{transaction.Owner.Origin}: {Provider.SavepointStatement(action, savepointName)}, the application's own savepoint inside {transaction.Name}");
             switch (action)
             {
                 case SavepointAction.Save:
@@ -371,7 +409,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         }
         catch (Exception exception)
         {
-            var replacement = OnStatementFailed($"{action.ToString().ToUpperInvariant()} SAVEPOINT {name}", connection, exception);
+            var replacement = OnStatementFailed(Provider.SavepointStatement(action, name) ?? $"{action} {name}", connection, exception);
             if (replacement is null)
                 throw;
             throw replacement;
@@ -417,8 +455,8 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     void ThrowIfUnusable()
     {
         ThrowIfEnded();
-        if (_lostBecause is { } why)
-            throw new TestScopeException($"The connection of {this} was lost earlier ({why}); nothing more can run in this test. Nothing it wrote was committed.");
+        if (_fatal is { } fatal)
+            throw new TestScopeException(fatal.Message);
     }
 
     /// <summary>Records what a failed statement did to the test's transaction; returns a clearer exception to throw instead, if any.</summary>
@@ -444,13 +482,12 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
                 return new TestScopeException(AbortedMessage(sql, connection), exception);
 
             case StatementFailure.ConnectionLost:
-                _lostBecause = exception.Message;
+                var message = $"The connection of {this} to {Provider.DisplayName} was lost while {connection.Origin} ran {Misuse.Shorten(sql)} ({exception.Message}). " +
+                              "Nothing the test wrote was committed, and nothing more can run in this test. If the server restarted, the next test gets a fresh connection.";
+                _fatal = new Fatal(FatalKind.Lost, message);
                 Database.OnConnectionLost();
-                TraceLog.Add($"↑ the connection to the server is lost; the scope cannot go on");
-                return new TestScopeException(
-                    $"The connection of {this} to {Provider.DisplayName} was lost while {connection.Origin} ran: {Misuse.Shorten(sql)} ({exception.Message}). " +
-                    "Nothing the test wrote was committed. If the server restarted, the next test gets a fresh connection.",
-                    exception);
+                TraceLog.Add("↑ the connection to the server is lost; the scope cannot go on");
+                return new TestScopeException(message, exception);
 
             default:
                 return null;
@@ -519,7 +556,8 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
 
     async ValueTask<Exception?> RollBackOuter(bool async)
     {
-        if (_lostBecause is not null)
+        // A lost connection or a transaction the server ended leaves nothing to roll back; a doomed one rolls back whole.
+        if (_fatal?.Kind is FatalKind.Lost or FatalKind.Ended)
             return null;
 
         try
@@ -547,6 +585,16 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             return null;
         }
     }
+
+    enum FatalKind
+    {
+        Lost,
+        Doomed,
+        Ended,
+    }
+
+    /// <summary>Why nothing more can run in this scope, as the message every later call gets.</summary>
+    sealed record Fatal(FatalKind Kind, string Message);
 
     /// <summary>A statement that aborted the transaction; <paramref name="Sequence"/> orders it among the savepoints, so that a rollback to a savepoint taken before it revives the transaction.</summary>
     sealed record FailedStatement(string Sql, string Error, long Sequence, string Origin);

@@ -15,7 +15,7 @@ namespace Linq2DbTestKit.NUnit;
 /// <example>
 /// <code>
 /// [SetUpFixture]
-/// public sealed class Run() : TestRun(PostgreSqlProvider.Instance)
+/// public sealed class Run() : TestRun(PostgreSqlDatabaseProvider.Instance)
 /// {
 ///     protected override Task PrepareDatabaseAsync(TestDatabase database, CancellationToken cancellationToken) =>
 ///         Migrations.ApplyAsync(database, cancellationToken);
@@ -36,7 +36,7 @@ public abstract class TestRun
     /// <exception cref="InvalidOperationException">The assembly has no <c>[SetUpFixture]</c> derived from <see cref="TestRun"/>, or it did not start.</exception>
     public static TestDatabase Database => current?._database ?? throw new InvalidOperationException(
         "This test assembly has no database: add a [SetUpFixture] derived from Linq2DbTestKit.NUnit.TestRun, outside any namespace, " +
-        "so that it runs before every test: [SetUpFixture] public sealed class Run() : TestRun(PostgreSqlProvider.Instance);");
+        "so that it runs before every test: [SetUpFixture] public sealed class Run() : TestRun(PostgreSqlDatabaseProvider.Instance);");
 
     /// <summary>Checks the server, creates the run's database and prepares it. Runs once, before the first test.</summary>
     [OneTimeSetUp]

@@ -26,7 +26,7 @@ public abstract class TraceSuite : ConformanceTest
         }
 
         var trace = Scope.Trace;
-        var savepoint = trace.IndexOf("SAVEPOINT", StringComparison.Ordinal);
+        var savepoint = trace.IndexOf("begin transaction →", StringComparison.Ordinal);
         var insert = trace.IndexOf("INSERT INTO", StringComparison.Ordinal);
         var select = trace.IndexOf("SELECT", insert, StringComparison.Ordinal);
         var raw = trace.IndexOf("connection #", StringComparison.Ordinal);

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using LinqToDB;
+using LinqToDB.Data;
 using LinqToDB.Interceptors;
 
 namespace Linq2DbTestKit.Internal;
@@ -17,8 +18,21 @@ internal sealed class ScopeInterceptor : UnwrapDataObjectInterceptor
     {
     }
 
-    public override DbConnection UnwrapConnection(IDataContext dataContext, DbConnection connection) =>
-        connection is ScopeConnection scoped ? scoped.Scope.Native : connection;
+    public override DbConnection UnwrapConnection(IDataContext dataContext, DbConnection connection)
+    {
+        if (connection is not ScopeConnection scoped)
+            return connection;
+
+        // linq2db gives SqlBulkCopy only a transaction the application began; without one, SqlBulkCopy refuses to run on a
+        // connection in a transaction. Keeping the kit's connection makes linq2db copy with INSERT statements instead, in the test's transaction.
+        if (scoped.Scope.Database.Provider.BulkCopyNeedsTransaction && dataContext is DataConnection { Transaction: null })
+        {
+            scoped.Scope.TraceLog.Add($"{scoped.Origin}: no application transaction, so linq2db cannot hand SqlBulkCopy the test's: provider-specific bulk copy falls back to INSERT statements");
+            return connection;
+        }
+
+        return scoped.Scope.Native;
+    }
 
     public override DbTransaction UnwrapTransaction(IDataContext dataContext, DbTransaction transaction) =>
         transaction is SavepointTransaction savepoint ? savepoint.Owner.Scope.Outer : transaction;

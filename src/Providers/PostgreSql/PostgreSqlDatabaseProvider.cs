@@ -16,12 +16,12 @@ namespace Linq2DbTestKit.PostgreSql;
 /// taken before the failure. Code that expects a database error must catch it inside its own transaction and roll that
 /// back, as it would have to outside a test; the kit reports which statement aborted a test's transaction.
 /// </remarks>
-public sealed class PostgreSqlProvider : DatabaseProvider
+public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
 {
     /// <summary>The one instance.</summary>
-    public static readonly PostgreSqlProvider Instance = new();
+    public static readonly PostgreSqlDatabaseProvider Instance = new();
 
-    PostgreSqlProvider()
+    PostgreSqlDatabaseProvider()
     {
     }
 
@@ -90,6 +90,13 @@ public sealed class PostgreSqlProvider : DatabaseProvider
         PostgreSQLTools.GetDataProvider(PostgreSQLVersion.AutoDetect, connection: openConnection);
 
     internal override string SavepointName(long number) => $"testkit_{number}";
+
+    internal override string? SavepointStatement(SavepointAction action, string name) => action switch
+    {
+        SavepointAction.Save => $"SAVEPOINT {name}",
+        SavepointAction.Rollback => $"ROLLBACK TO SAVEPOINT {name}",
+        _ => $"RELEASE SAVEPOINT {name}",
+    };
 
     internal override bool ControlsTransaction(string sql)
     {

@@ -1,8 +1,13 @@
+// The conformance suite as NUnit fixtures. This file is compiled into each provider's test project (see
+// tests/Directory.Build.props), not into the Conformance library: every provider runs the same fixtures, unchanged.
 using Linq2DbTestKit.Conformance;
 using Linq2DbTestKit.Conformance.Suites;
 using NUnit.Framework;
 
-namespace Linq2DbTestKit.Tests.Postgres;
+[assembly: Parallelizable(ParallelScope.Fixtures)]
+[assembly: LevelOfParallelism(4)]
+
+namespace Linq2DbTestKit.Tests;
 
 public sealed class Problem : ProblemSuite;
 
@@ -27,16 +32,6 @@ public sealed class BulkCopy(Mode mode) : BulkCopySuite(mode);
 public sealed class ParallelIsolation : ParallelIsolationSuite;
 
 public sealed class Trace : TraceSuite;
-
-public sealed class Configuration : ConfigurationSuite
-{
-    protected override string UnreachableConnectionString => "Host=127.0.0.1;Port=1;Username=postgres;Password=postgres";
-
-    protected override string WithPassword(string connectionString, string password) =>
-        new Npgsql.NpgsqlConnectionStringBuilder(connectionString) { Password = password }.ConnectionString;
-
-    protected override string MalformedConnectionString => $"Host=127.0.0.1;Password={SecretPassword.Insert(5, ";")};Port=5432";
-}
 
 public sealed class DatabaseLifecycle : DatabaseLifecycleSuite;
 

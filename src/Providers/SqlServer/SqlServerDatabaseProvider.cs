@@ -1,0 +1,264 @@
+using System.Data.Common;
+using System.Net.Sockets;
+using Linq2DbTestKit.Internal;
+using LinqToDB.DataProvider;
+using LinqToDB.DataProvider.SqlServer;
+using Microsoft.Data.SqlClient;
+
+namespace Linq2DbTestKit.SqlServer;
+
+/// <summary>
+/// SQL Server through Microsoft.Data.SqlClient. Application transactions map to <c>SAVE TRANSACTION n</c> and their
+/// rollback to <c>ROLLBACK TRANSACTION n</c>; their commit releases nothing, as SQL Server has no release.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Every command runs with the test's <c>SqlTransaction</c>, which SqlClient requires. Some errors doom the whole
+/// transaction (<c>XACT_STATE() = -1</c>) or make the server roll it back; the kit then reports which statement did it,
+/// since nothing more can run in that test.
+/// </para>
+/// <para>
+/// The kit creates the run's database with <c>READ_COMMITTED_SNAPSHOT ON</c>, so that tests running in parallel read
+/// around each other's uncommitted rows instead of waiting for them, as PostgreSQL's readers do.
+/// </para>
+/// <para>
+/// linq2db hands <c>SqlBulkCopy</c> only a transaction the application began. Inside an application transaction,
+/// provider-specific bulk copy runs natively; outside one, it falls back to INSERT statements, in the test's transaction.
+/// </para>
+/// </remarks>
+public sealed class SqlServerDatabaseProvider : DatabaseProvider
+{
+    /// <summary>The most characters SQL Server allows in a savepoint name.</summary>
+    public const int MaxSavepointNameLength = 32;
+
+    /// <summary>The one instance.</summary>
+    public static readonly SqlServerDatabaseProvider Instance = new();
+
+    SqlServerDatabaseProvider()
+    {
+    }
+
+    /// <inheritdoc />
+    public override string Name => "sqlserver";
+
+    /// <inheritdoc />
+    public override string DisplayName => "SQL Server";
+
+    /// <inheritdoc />
+    public override string ConnectionVariable => "TESTKIT_SQLSERVER_CONNECTION";
+
+    /// <inheritdoc />
+    /// <value><c>Server=127.0.0.1,1433;User ID=sa;Password=TestKit-Passw0rd;TrustServerCertificate=True;Database=master</c>:
+    /// the server of <c>docker/compose.yml</c>.</value>
+    public override string DefaultConnectionString => "Server=127.0.0.1,1433;User ID=sa;Password=TestKit-Passw0rd;TrustServerCertificate=True;Database=master";
+
+    internal override string StartServerHint => "for example with this repository's 'docker compose -f docker/compose.yml up --wait sqlserver'";
+
+    internal override bool CanReleaseSavepoints => false;
+
+    internal override bool FailedStatementAbortsTransaction => false;
+
+    internal override bool BulkCopyNeedsTransaction => true;
+
+    internal override ParsedConnectionString Parse(string connectionString, string source)
+    {
+        SqlConnectionStringBuilder builder;
+        try
+        {
+            builder = new SqlConnectionStringBuilder(connectionString);
+        }
+        catch (Exception exception) when (exception is ArgumentException or FormatException or InvalidOperationException or KeyNotFoundException)
+        {
+            throw new TestKitConfigurationException(
+                $"{source} is not a valid SQL Server connection string: {Secrets.ScrubUnparsed(exception.Message, connectionString)}. " +
+                "Write it as keyword=value pairs separated by ';', with double quotes around a value that contains ';', for example " +
+                $"'{DefaultConnectionString.Replace("Password=TestKit-Passw0rd", "Password=…", StringComparison.Ordinal)}'.");
+        }
+
+        if (string.IsNullOrWhiteSpace(builder.DataSource))
+            throw new TestKitConfigurationException($"{source} names no server. Add Server=<host>,<port> to it, for example Server=127.0.0.1,1433.");
+
+        var password = builder.Password;
+        if (!string.IsNullOrEmpty(password))
+            builder.Password = Secrets.Mask;
+        return new ParsedConnectionString(
+            builder.DataSource,
+            builder.IntegratedSecurity ? null : builder.UserID,
+            password,
+            string.IsNullOrEmpty(builder.InitialCatalog) ? null : builder.InitialCatalog,
+            builder.ConnectionString);
+    }
+
+    internal override string ForDatabase(string connectionString, string? database, string? applicationName)
+    {
+        var builder = new SqlConnectionStringBuilder(connectionString);
+        if (database is not null)
+            builder.InitialCatalog = database;
+        if (applicationName is not null)
+        {
+            builder.ApplicationName = applicationName;
+            // The kit's own connections must never join an ambient TransactionScope: the test's transaction stays the outermost.
+            builder.Enlist = false;
+        }
+
+        return builder.ConnectionString;
+    }
+
+    internal override DbConnection CreateConnection(string connectionString) => new SqlConnection(connectionString);
+
+    internal override IDataProvider DetectLinqToDBProvider(DbConnection openConnection) =>
+        SqlServerTools.GetDataProvider(SqlServerVersion.AutoDetect, SqlServerProvider.MicrosoftDataSqlClient, connection: openConnection);
+
+    internal override string SavepointName(long number)
+    {
+        var name = $"testkit_{number}";
+        return name.Length <= MaxSavepointNameLength
+            ? name
+            : throw new InvalidOperationException($"Savepoint name {name} is longer than SQL Server's {MaxSavepointNameLength} characters.");
+    }
+
+    internal override string? SavepointStatement(SavepointAction action, string name) => action switch
+    {
+        SavepointAction.Save => $"SAVE TRANSACTION {name}",
+        SavepointAction.Rollback => $"ROLLBACK TRANSACTION {name}",
+        _ => null,
+    };
+
+    /// <remarks>T-SQL needs no ';' between statements, so a transaction keyword counts wherever it stands in code.</remarks>
+    internal override bool ControlsTransaction(string sql)
+    {
+        if (!sql.Contains("tran", StringComparison.OrdinalIgnoreCase) && !sql.Contains("commit", StringComparison.OrdinalIgnoreCase)
+            && !sql.Contains("rollback", StringComparison.OrdinalIgnoreCase))
+            return false;
+
+        string? previous = null;
+        foreach (var word in SqlScanner.Words(sql))
+        {
+            if (word.Text is "COMMIT" or "ROLLBACK"
+                || (previous == "BEGIN" && word.Text is "TRAN" or "TRANSACTION" or "DISTRIBUTED"))
+                return true;
+            previous = word.Text;
+        }
+
+        return false;
+    }
+
+    internal override async Task<bool> DatabaseExistsAsync(DbConnection admin, string database, CancellationToken cancellationToken)
+    {
+        await using var command = new SqlCommand("SELECT DB_ID(@name)", (SqlConnection)admin);
+        command.Parameters.AddWithValue("name", database);
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not (null or DBNull);
+    }
+
+    internal override async Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken)
+    {
+        var name = Quote(database);
+        await Run(admin, $"CREATE DATABASE {name}", cancellationToken).ConfigureAwait(false);
+        await Run(admin, $"ALTER DATABASE {name} SET READ_COMMITTED_SNAPSHOT ON", cancellationToken).ConfigureAwait(false);
+        await using var mark = new SqlCommand($"EXEC {name}.sys.sp_addextendedproperty @name = N'{MarkerProperty}', @value = @marker", (SqlConnection)admin);
+        mark.Parameters.AddWithValue("marker", marker);
+        await mark.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    internal override async Task<string?> ReadMarkerAsync(DbConnection admin, string database, CancellationToken cancellationToken)
+    {
+        await using var command = new SqlCommand(
+            $"SELECT CAST(value AS nvarchar(4000)) FROM {Quote(database)}.sys.extended_properties WHERE class = 0 AND name = N'{MarkerProperty}'", (SqlConnection)admin);
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+    }
+
+    internal override async Task DropDatabaseAsync(DbConnection admin, string database, CancellationToken cancellationToken)
+    {
+        var name = Quote(database);
+        // SINGLE_USER WITH ROLLBACK IMMEDIATE closes every other session on the database, whatever it was doing.
+        await Run(admin, $"IF DB_ID(N'{database.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL BEGIN " +
+                         $"ALTER DATABASE {name} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {name}; END", cancellationToken).ConfigureAwait(false);
+    }
+
+    internal override void ClearPool(string connectionString)
+    {
+        using var connection = new SqlConnection(connectionString);
+        SqlConnection.ClearPool(connection);
+    }
+
+    internal override ConnectFailure ClassifyConnectFailure(Exception exception)
+    {
+        if (Find<SqlException>(exception) is { } sql)
+        {
+            switch (sql.Number)
+            {
+                case 18456:
+                    return ConnectFailure.AuthenticationFailed;
+                case 4060:
+                    return ConnectFailure.DatabaseMissing;
+                case -2:
+                    return ConnectFailure.Timeout;
+                case 11001:
+                    return ConnectFailure.UnknownHost;
+            }
+        }
+
+        return Find<SocketException>(exception)?.SocketErrorCode switch
+        {
+            SocketError.ConnectionRefused or SocketError.NetworkUnreachable or SocketError.HostUnreachable or SocketError.AddressNotAvailable => ConnectFailure.Unreachable,
+            SocketError.TimedOut => ConnectFailure.Timeout,
+            SocketError.HostNotFound or SocketError.TryAgain or SocketError.NoData => ConnectFailure.UnknownHost,
+            _ => Find<SqlException>(exception)?.Number is 2 or 26 or 40 or 53 or 10061 ? ConnectFailure.Unreachable : ConnectFailure.Other,
+        };
+    }
+
+    internal override StatementFailure ClassifyStatementFailure(Exception exception)
+    {
+        // Severity 20 and above ends the connection.
+        if (Find<SqlException>(exception) is { Class: >= 20 })
+            return StatementFailure.ConnectionLost;
+        if (exception is not SqlException && Find<IOException>(exception) is not null)
+            return StatementFailure.ConnectionLost;
+        return StatementFailure.StatementOnly;
+    }
+
+    internal override async ValueTask<TransactionHealth> InspectAfterFailure(DbConnection connection, DbTransaction transaction, bool async, CancellationToken cancellationToken)
+    {
+        // SqlClient lets go of a transaction the server has ended: its Connection is then null.
+        if (transaction.Connection is null)
+            return TransactionHealth.Ended;
+
+        await using var command = new SqlCommand("SELECT XACT_STATE()", (SqlConnection)connection, (SqlTransaction)transaction);
+        try
+        {
+            var state = Convert.ToInt32(async ? await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+            return state switch
+            {
+                -1 => TransactionHealth.Doomed,
+                0 => TransactionHealth.Ended,
+                _ => TransactionHealth.Usable,
+            };
+        }
+        catch (InvalidOperationException)
+        {
+            return TransactionHealth.Ended;
+        }
+    }
+
+    const string MarkerProperty = "linq2db-testkit";
+
+    static T? Find<T>(Exception exception)
+        where T : Exception
+    {
+        for (Exception? current = exception; current is not null; current = current.InnerException)
+        {
+            if (current is T found)
+                return found;
+        }
+
+        return null;
+    }
+
+    static string Quote(string identifier) => $"[{identifier.Replace("]", "]]", StringComparison.Ordinal)}]";
+
+    static async Task Run(DbConnection connection, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = new SqlCommand(sql, (SqlConnection)connection);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+}
