@@ -54,10 +54,13 @@ public abstract class ConformanceTest : DatabaseTest
 /// <summary>The run's database seen from a plain connection that belongs to no scope.</summary>
 public static class Outside
 {
+    /// <summary>The application name of the checks' own connections: they bypass scopes on purpose, and are not reported for it.</summary>
+    const string ApplicationName = "linq2db-testkit-checks";
+
     public static DbConnection Open()
     {
         var database = TestRun.Database;
-        var connection = database.Provider.CreateConnection(database.ConnectionString);
+        var connection = database.Provider.CreateConnection(database.Provider.ForDatabase(database.ConnectionString, null, ApplicationName));
         connection.Open();
         return connection;
     }
@@ -67,7 +70,7 @@ public static class Outside
     {
         var provider = TestRun.Database.Provider;
         var given = TestDatabaseOptions.FromEnvironment(provider).ConnectionString ?? provider.DefaultConnectionString;
-        var connection = provider.CreateConnection(given);
+        var connection = provider.CreateConnection(provider.ForDatabase(given, null, ApplicationName));
         connection.Open();
         return connection;
     }

@@ -1,6 +1,7 @@
 using Linq2DbTestKit.Conformance;
 using Linq2DbTestKit.Conformance.App;
 using LinqToDB;
+using LinqToDB.Data;
 using Npgsql;
 using NUnit.Framework;
 
@@ -72,5 +73,54 @@ public sealed class PostgresSpecifics : ConformanceTest
         Assert.That(NamesAsync(db).Result, Is.EqualTo(new[] { "before" }), "PostgreSQL's COMMIT of a failed transaction is a ROLLBACK");
         db.Insert(new Item { Name = Name("after") });
         Assert.That(Scope.Trace, Does.Contain("commit after a failed statement → ROLLBACK TO SAVEPOINT"));
+    }
+
+    [Test]
+    public void With_statement_savepoints_a_failed_statement_rolls_back_alone_and_the_test_goes_on()
+    {
+        Scope.StatementSavepoints = true;
+        using var db = NewShop();
+        db.Insert(new Item { Name = Name("a") });
+
+        Assert.That(() => db.Insert(new Item { Name = Name("a") }), Throws.InstanceOf<PostgresException>().With.Property("SqlState").EqualTo(PostgresErrorCodes.UniqueViolation));
+        Assert.That(() => db.Execute<int>("SELECT 1 / 0"), Throws.InstanceOf<PostgresException>().With.Property("SqlState").EqualTo(PostgresErrorCodes.DivisionByZero));
+        db.Insert(new Item { Name = Name("b") });
+
+        using (var transaction = db.BeginTransaction())
+        {
+            Assert.That(() => db.Insert(new Item { Name = Name("b") }), Throws.InstanceOf<PostgresException>());
+            db.Insert(new Item { Name = Name("c") });
+            transaction.Commit();
+        }
+
+        Assert.That(NamesAsync(db).Result, Is.EqualTo(new[] { "a", "b", "c" }));
+        Assert.That(Scope.Trace, Does.Contain("the failed statement was rolled back alone"));
+    }
+
+    [Test]
+    public void With_statement_savepoints_a_reader_that_fails_after_it_began_rolls_back_alone()
+    {
+        Scope.StatementSavepoints = true;
+        using var connection = Scope.OpenConnection();
+        using (var command = connection.CreateCommand())
+        {
+            // The first row comes back; the division by zero of the third fails while reading.
+            command.CommandText = "SELECT 10 / (3 - i) FROM generate_series(1, 3) AS i";
+            using var reader = command.ExecuteReader();
+            Assert.That(() => { while (reader.Read()) { } }, Throws.InstanceOf<PostgresException>());
+        }
+
+        using var db = NewShop();
+        db.Insert(new Item { Name = Name("after") });
+        Assert.That(NamesAsync(db).Result, Is.EqualTo(new[] { "after" }));
+    }
+
+    [Test]
+    public void Statement_savepoints_follow_the_environment_variable()
+    {
+        var options = TestDatabaseOptions.FromEnvironment(PostgreSql.PostgreSqlDatabaseProvider.Instance, name => name == "TESTKIT_STATEMENT_SAVEPOINTS" ? "true" : null);
+
+        Assert.That(options.StatementSavepoints, Is.True);
+        Assert.That(Scope.StatementSavepoints, Is.EqualTo(Scope.Database.StatementSavepoints));
     }
 }

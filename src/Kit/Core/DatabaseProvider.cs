@@ -41,8 +41,12 @@ public abstract class DatabaseProvider
     /// <summary>Parses and validates a connection string; the exception for a malformed one names <paramref name="source"/>.</summary>
     internal abstract ParsedConnectionString Parse(string connectionString, string source);
 
-    /// <summary>A connection string to <paramref name="database"/> (or the one it names, when null) on the same server, tagged with <paramref name="applicationName"/>.</summary>
-    internal abstract string ForDatabase(string connectionString, string? database, string? applicationName);
+    /// <summary>
+    /// A connection string to <paramref name="database"/> (or the one it names, when null) on the same server, tagged with
+    /// <paramref name="applicationName"/>; for the kit's own connections (<paramref name="kitConnection"/>), never enlisted
+    /// in an ambient TransactionScope.
+    /// </summary>
+    internal abstract string ForDatabase(string connectionString, string? database, string? applicationName, bool kitConnection = true);
 
     internal abstract DbConnection CreateConnection(string connectionString);
 
@@ -93,6 +97,13 @@ public abstract class DatabaseProvider
     /// </summary>
     internal virtual ValueTask<TransactionHealth> InspectAfterFailure(DbConnection connection, DbTransaction transaction, bool async, CancellationToken cancellationToken) =>
         ValueTask.FromResult(TransactionHealth.Usable);
+
+    /// <summary>
+    /// Sessions on the database of <paramref name="connection"/>, other than its own, whose application name is
+    /// <paramref name="applicationName"/> and that were active within the last <paramref name="within"/>, by the server's
+    /// clock: descriptions for a message.
+    /// </summary>
+    internal abstract Task<IReadOnlyList<string>> FindSessionsAsync(DbConnection connection, DbTransaction transaction, string applicationName, TimeSpan within, CancellationToken cancellationToken);
 
     /// <summary>
     /// Whether the driver's bulk copy must be handed the transaction explicitly (SqlBulkCopy refuses to run on a connection

@@ -22,6 +22,12 @@ public sealed class TestDatabase : IAsyncDisposable
     /// <summary>The application name of the kit's own connections, by which the server's session list tells them apart.</summary>
     internal const string ApplicationName = "linq2db-testkit";
 
+    /// <summary>
+    /// The application name of <see cref="ConnectionString"/>: a session that carries it while a test runs has bypassed
+    /// the test's scope, and <see cref="TestScope.FindBypassingSessionsAsync"/> reports it.
+    /// </summary>
+    public const string UnscopedApplicationName = "linq2db-testkit-unscoped";
+
     readonly string _adminConnectionString;
     readonly string _describedSource;
     readonly ParsedConnectionString _server;
@@ -36,7 +42,7 @@ public sealed class TestDatabase : IAsyncDisposable
         ParsedConnectionString server,
         string describedSource,
         string? marker,
-        bool keep,
+        TestDatabaseOptions options,
         IDataProvider linqToDBProvider)
     {
         Provider = provider;
@@ -45,9 +51,10 @@ public sealed class TestDatabase : IAsyncDisposable
         _server = server;
         _describedSource = describedSource;
         _marker = marker;
-        KeepsDatabase = keep || marker is null;
+        KeepsDatabase = options.KeepDatabase || marker is null;
+        StatementSavepoints = options.StatementSavepoints;
         LinqToDBProvider = linqToDBProvider;
-        ConnectionString = provider.ForDatabase(givenConnectionString, name, applicationName: null);
+        ConnectionString = provider.ForDatabase(givenConnectionString, name, UnscopedApplicationName, kitConnection: false);
         ScopeConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
     }
 
@@ -61,6 +68,10 @@ public sealed class TestDatabase : IAsyncDisposable
     /// A connection string to this database, for applying the schema (migrations) and for configuring the application
     /// under test. It contains the password: the kit never writes it to a message or log, and neither should a test.
     /// </summary>
+    /// <remarks>
+    /// Its application name is <see cref="UnscopedApplicationName"/>: code that connects with it during a test, instead of
+    /// using the test's scope, is reported by <see cref="TestScope.FindBypassingSessionsAsync"/>.
+    /// </remarks>
     public string ConnectionString { get; }
 
     /// <summary>Whether the kit created this database for the run (and will drop it unless told to keep it).</summary>
@@ -68,6 +79,9 @@ public sealed class TestDatabase : IAsyncDisposable
 
     /// <summary>Whether the database stays when the run ends: kept on request, or not the kit's to drop.</summary>
     public bool KeepsDatabase { get; }
+
+    /// <summary>The default of <see cref="TestScope.StatementSavepoints"/> for the scopes of this database.</summary>
+    public bool StatementSavepoints { get; }
 
     internal string ScopeConnectionString { get; }
 
@@ -107,7 +121,7 @@ public sealed class TestDatabase : IAsyncDisposable
         try
         {
             var linqToDBProvider = await DetectAsync(provider, provider.ForDatabase(given, name, ApplicationName), server, describedSource, name, cancellationToken).ConfigureAwait(false);
-            return new TestDatabase(provider, name, adminConnectionString, given, server, describedSource, marker, options.KeepDatabase, linqToDBProvider);
+            return new TestDatabase(provider, name, adminConnectionString, given, server, describedSource, marker, options, linqToDBProvider);
         }
         catch
         {
@@ -129,7 +143,7 @@ public sealed class TestDatabase : IAsyncDisposable
         }
 
         var linqToDBProvider = await DetectAsync(provider, provider.ForDatabase(given, existing, ApplicationName), server, describedSource, existing, cancellationToken).ConfigureAwait(false);
-        return new TestDatabase(provider, existing, provider.ForDatabase(given, server.Database, ApplicationName), given, server, describedSource, marker: null, keep: true, linqToDBProvider);
+        return new TestDatabase(provider, existing, provider.ForDatabase(given, server.Database, ApplicationName), given, server, describedSource, marker: null, options, linqToDBProvider);
     }
 
     static async Task<IDataProvider> DetectAsync(

@@ -28,14 +28,22 @@ public sealed record TestDatabaseOptions
     public bool AllowExistingDatabase { get; init; }
 
     /// <summary>
+    /// Wrap every statement in a savepoint of its own, so that on PostgreSQL a failed statement rolls back alone instead
+    /// of aborting the test's transaction: a test can assert an expected database error and carry on. It costs a round
+    /// trip per statement. The default of each scope's <see cref="TestScope.StatementSavepoints"/>.
+    /// </summary>
+    /// <value><see langword="false"/>. SQL Server rolls back a failed statement alone anyway; there the mode does nothing.</value>
+    public bool StatementSavepoints { get; init; }
+
+    /// <summary>
     /// Where a setting came from, for error messages: the environment variable, or <see langword="null"/> when set in code.
     /// </summary>
     internal string? ConnectionStringSource { get; init; }
 
     /// <summary>
     /// Reads the options for <paramref name="provider"/> from <see cref="DatabaseProvider.ConnectionVariable"/>,
-    /// <see cref="TestKitEnvironment.KeepDatabaseVariable"/>, <see cref="TestKitEnvironment.ExistingDatabaseVariable"/> and
-    /// <see cref="TestKitEnvironment.AllowExistingDatabaseVariable"/>.
+    /// <see cref="TestKitEnvironment.KeepDatabaseVariable"/>, <see cref="TestKitEnvironment.ExistingDatabaseVariable"/>,
+    /// <see cref="TestKitEnvironment.AllowExistingDatabaseVariable"/> and <see cref="TestKitEnvironment.StatementSavepointsVariable"/>.
     /// </summary>
     /// <exception cref="TestKitConfigurationException">A yes/no variable holds something else.</exception>
     public static TestDatabaseOptions FromEnvironment(DatabaseProvider provider) => FromEnvironment(provider, Environment.GetEnvironmentVariable);
@@ -53,6 +61,7 @@ public sealed record TestDatabaseOptions
             KeepDatabase = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.KeepDatabaseVariable),
             ExistingDatabase = string.IsNullOrEmpty(existing) ? null : existing,
             AllowExistingDatabase = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.AllowExistingDatabaseVariable),
+            StatementSavepoints = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.StatementSavepointsVariable),
         };
     }
 }

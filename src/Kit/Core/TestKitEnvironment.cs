@@ -12,6 +12,8 @@ namespace Linq2DbTestKit;
 /// <item><term><c>TESTKIT_KEEP_DATABASE</c></term><description><c>true</c> keeps the run's database after the run, for debugging.</description></item>
 /// <item><term><c>TESTKIT_DATABASE</c></term><description>run in this existing database instead of creating one;
 /// needs <c>TESTKIT_ALLOW_EXISTING_DATABASE=true</c>.</description></item>
+/// <item><term><c>TESTKIT_STATEMENT_SAVEPOINTS</c></term><description><c>true</c> wraps every statement in a savepoint of its own
+/// (PostgreSQL), so that a failed statement does not abort the test's transaction.</description></item>
 /// </list>
 /// </remarks>
 public static class TestKitEnvironment
@@ -27,6 +29,9 @@ public static class TestKitEnvironment
 
     /// <summary>The variable that allows the kit to write into the database named by <see cref="ExistingDatabaseVariable"/>.</summary>
     public const string AllowExistingDatabaseVariable = "TESTKIT_ALLOW_EXISTING_DATABASE";
+
+    /// <summary>The variable that turns on <see cref="TestDatabaseOptions.StatementSavepoints"/> when set to <c>true</c>.</summary>
+    public const string StatementSavepointsVariable = "TESTKIT_STATEMENT_SAVEPOINTS";
 
     /// <summary>The provider used when <see cref="ProviderVariable"/> is not set.</summary>
     public const string DefaultProvider = "postgres";

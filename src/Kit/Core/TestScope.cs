@@ -28,6 +28,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
 
     static readonly ConcurrentDictionary<string, TestScope> Open = new(StringComparer.Ordinal);
     static readonly TimeSpan ReaderWait = TimeSpan.FromSeconds(30);
+    const string StatementSavepoint = "testkit_statement";
 
     readonly SemaphoreSlim _gate = new(1, 1);
     readonly List<SavepointTransaction> _savepoints = [];
@@ -36,11 +37,13 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     long _sequence;
     int _connectionNumber;
     int _state;
+    bool _statementSavepointOpen;
     DataConnection? _db;
     FailedStatement? _abortedBy;
     Fatal? _fatal;
     (DbDataReader Reader, ScopeConnection Owner)? _openReader;
     readonly Func<DataOptions, DbConnection> _connectionFactory;
+    readonly long _began = Stopwatch.GetTimestamp();
 
     internal TestScope(TestDatabase database, DbConnection native, DbTransaction outer)
     {
@@ -51,6 +54,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         TraceLog = new ScopeTrace(database.Password);
         _connectionFactory = _ => NewConnection("DataConnection", tracedByLinqToDB: true);
         Options = Bind(new DataOptions());
+        StatementSavepoints = database.StatementSavepoints;
         Open[Id] = this;
     }
 
@@ -78,6 +82,16 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Whether every statement runs in a savepoint of its own, so that on PostgreSQL a failed statement rolls back alone
+    /// instead of aborting the test's transaction: set it in a test that expects a database error and goes on after it.
+    /// It costs a round trip per statement. SQL Server rolls back a failed statement alone anyway; there it does nothing.
+    /// </summary>
+    /// <value>By default, <see cref="TestDatabase.StatementSavepoints"/>.</value>
+    public bool StatementSavepoints { get; set; }
+
+    bool WrapsStatements => StatementSavepoints && Provider.FailedStatementAbortsTransaction;
 
     /// <summary>The SQL this scope has run so far: linq2db's trace, the savepoints, raw commands and errors, oldest first.</summary>
     public string Trace => TraceLog.ToString();
@@ -151,6 +165,28 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         return connection;
     }
 
+    /// <summary>
+    /// The server's sessions on this database that connected with <see cref="TestDatabase.ConnectionString"/> and were active
+    /// while this scope's transaction ran: code that opened a connection of its own instead of using the scope, whose
+    /// writes are committed and outlive the test. Sessions of tests running in parallel can show here too.
+    /// </summary>
+    /// <returns>A description of each session; empty when there is none, or when the scope can no longer run statements.</returns>
+    public async Task<IReadOnlyList<string>> FindBypassingSessionsAsync(CancellationToken cancellationToken = default)
+    {
+        if (Volatile.Read(ref _state) != Active || _fatal is not null || _abortedBy is not null)
+            return [];
+
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await Provider.FindSessionsAsync(Native, Outer, TestDatabase.UnscopedApplicationName, Stopwatch.GetElapsedTime(_began), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
     /// <inheritdoc />
     public override string ToString() => $"test scope {Id[..8]} in {Database}";
 
@@ -187,12 +223,16 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         var sql = command.CommandText ?? string.Empty;
         if (Provider.ControlsTransaction(sql))
             throw Misuse.TransactionStatement(sql, connection.Origin);
+        if (System.Transactions.Transaction.Current is not null)
+            throw Misuse.TransactionScope();
         if (!connection.TracedByLinqToDB)
             TraceLog.Add($"{connection.Origin}: {sql}");
 
         await Enter(connection, async, cancellationToken).ConfigureAwait(false);
         try
         {
+            if (WrapsStatements)
+                await OpenStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
             command.Inner.Transaction = Outer;
             var result = await run(command.Inner, behavior, async, cancellationToken).ConfigureAwait(false);
             if (result is DbDataReader reader)
@@ -202,6 +242,8 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         catch (Exception exception)
         {
             var replacement = OnStatementFailed(sql, connection, exception);
+            if (replacement is null && _statementSavepointOpen && _fatal is null)
+                await RollBackStatement(async).ConfigureAwait(false);
             if (replacement is null)
                 await InspectAfterFailure(sql, connection, exception, async).ConfigureAwait(false);
             if (replacement is null)
@@ -255,10 +297,13 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         connection.ThrowIfClosed();
         if (connection.Transaction is { } active)
             throw Misuse.SecondTransaction(connection, active);
+        if (System.Transactions.Transaction.Current is not null)
+            throw Misuse.TransactionScope();
 
         await Enter(connection, async, cancellationToken).ConfigureAwait(false);
         try
         {
+            await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
             var name = Provider.SavepointName(++_savepointNumber);
             await RunSavepointCommand(SavepointAction.Save, name, connection, async, cancellationToken).ConfigureAwait(false);
 
@@ -289,6 +334,8 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             var index = _savepoints.IndexOf(transaction);
             if (index != _savepoints.Count - 1)
                 throw Misuse.CommitUnderOpenTransaction(transaction, _savepoints[^1]);
+
+            await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
 
             if (_abortedBy is { } failure && failure.Sequence > transaction.Sequence)
             {
@@ -332,6 +379,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         await Enter(transaction.Owner, async, cancellationToken).ConfigureAwait(false);
         try
         {
+            await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
             var index = _savepoints.IndexOf(transaction);
             await RollbackTo(index, async, cancellationToken).ConfigureAwait(false);
             TraceLog.Add($"{transaction.Owner.Origin}: rollback → {Provider.SavepointStatement(SavepointAction.Rollback, transaction.Name)}");
@@ -372,6 +420,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         await Enter(transaction.Owner, async, cancellationToken).ConfigureAwait(false);
         try
         {
+            await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
             await RunSavepointCommand(action, savepointName, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
             TraceLog.Add($"{transaction.Owner.Origin}: {Provider.SavepointStatement(action, savepointName)}, the application's own savepoint inside {transaction.Name}");
             switch (action)
@@ -393,7 +442,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         }
     }
 
-    async ValueTask RunSavepointCommand(SavepointAction action, string name, ScopeConnection connection, bool async, CancellationToken cancellationToken)
+    async ValueTask RunSavepointCommand(SavepointAction action, string name, ScopeConnection? connection, bool async, CancellationToken cancellationToken)
     {
         try
         {
@@ -413,6 +462,67 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             if (replacement is null)
                 throw;
             throw replacement;
+        }
+    }
+
+    /// <summary>
+    /// The savepoint of the previous statement stays open until the next statement replaces it (one round trip for
+    /// both), or until a transaction's savepoint is to be taken, which must not nest inside it.
+    /// </summary>
+    async ValueTask OpenStatementSavepoint(bool async, CancellationToken cancellationToken)
+    {
+        if (_statementSavepointOpen)
+        {
+            var release = Provider.SavepointStatement(SavepointAction.Release, StatementSavepoint);
+            if (await TryRunNative($"{release}; {Provider.SavepointStatement(SavepointAction.Save, StatementSavepoint)}", async, cancellationToken).ConfigureAwait(false))
+                return;
+
+            // A reader of the previous statement failed after it was returned, and aborted the transaction: roll that statement back.
+            await RollBackStatement(async).ConfigureAwait(false);
+        }
+
+        await RunSavepointCommand(SavepointAction.Save, StatementSavepoint, null, async, cancellationToken).ConfigureAwait(false);
+        _statementSavepointOpen = true;
+    }
+
+    async ValueTask CloseStatementSavepoint(bool async, CancellationToken cancellationToken)
+    {
+        if (!_statementSavepointOpen)
+            return;
+
+        if (Provider.SavepointStatement(SavepointAction.Release, StatementSavepoint) is { } release && !await TryRunNative(release, async, cancellationToken).ConfigureAwait(false))
+            await RollBackStatement(async).ConfigureAwait(false);
+        _statementSavepointOpen = false;
+    }
+
+    /// <summary>Rolls back the statement that just failed, alone: the transaction it aborted goes on.</summary>
+    async ValueTask RollBackStatement(bool async)
+    {
+        await RunSavepointCommand(SavepointAction.Rollback, StatementSavepoint, null, async, CancellationToken.None).ConfigureAwait(false);
+        if (Provider.CanReleaseSavepoints)
+            await RunSavepointCommand(SavepointAction.Release, StatementSavepoint, null, async, CancellationToken.None).ConfigureAwait(false);
+        _statementSavepointOpen = false;
+        _abortedBy = null;
+        TraceLog.Add($"↑ statement savepoints: the failed statement was rolled back alone ({Provider.SavepointStatement(SavepointAction.Rollback, StatementSavepoint)})");
+    }
+
+    /// <summary>Runs the kit's own statement on the driver's connection; false when the server refuses it.</summary>
+    async ValueTask<bool> TryRunNative(string sql, bool async, CancellationToken cancellationToken)
+    {
+        await using var command = Native.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = Outer;
+        try
+        {
+            if (async)
+                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            else
+                command.ExecuteNonQuery();
+            return true;
+        }
+        catch (DbException exception) when (Provider.ClassifyStatementFailure(exception) is StatementFailure.TransactionAlreadyAborted)
+        {
+            return false;
         }
     }
 
@@ -460,17 +570,18 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     }
 
     /// <summary>Records what a failed statement did to the test's transaction; returns a clearer exception to throw instead, if any.</summary>
-    Exception? OnStatementFailed(string sql, ScopeConnection connection, Exception exception)
+    Exception? OnStatementFailed(string sql, ScopeConnection? connection, Exception exception)
     {
-        if (!connection.TracedByLinqToDB)
-            TraceLog.Add($"{connection.Origin}: failed: {exception.GetType().Name}: {exception.Message}");
+        var origin = connection?.Origin ?? "the kit";
+        if (connection is not { TracedByLinqToDB: true })
+            TraceLog.Add($"{origin}: failed: {exception.GetType().Name}: {exception.Message}");
 
         switch (Provider.ClassifyStatementFailure(exception))
         {
             case StatementFailure.AbortsTransaction when Provider.FailedStatementAbortsTransaction:
                 if (_abortedBy is null)
                 {
-                    _abortedBy = new FailedStatement(sql, exception.Message, ++_sequence, connection.Origin);
+                    _abortedBy = new FailedStatement(sql, exception.Message, ++_sequence, origin);
                     TraceLog.Add(_savepoints.Count == 0
                         ? $"↑ this failure aborted the test's transaction: {Provider.DisplayName} ignores every further statement of the test"
                         : $"↑ this failure aborted the transaction: {Provider.DisplayName} ignores every statement until a rollback to savepoint {_savepoints[^1].Name} or before");
@@ -479,10 +590,10 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
                 return null;
 
             case StatementFailure.TransactionAlreadyAborted:
-                return new TestScopeException(AbortedMessage(sql, connection), exception);
+                return new TestScopeException(AbortedMessage(sql, origin), exception);
 
             case StatementFailure.ConnectionLost:
-                var message = $"The connection of {this} to {Provider.DisplayName} was lost while {connection.Origin} ran {Misuse.Shorten(sql)} ({exception.Message}). " +
+                var message = $"The connection of {this} to {Provider.DisplayName} was lost while {origin} ran {Misuse.Shorten(sql)} ({exception.Message}). " +
                               "Nothing the test wrote was committed, and nothing more can run in this test. If the server restarted, the next test gets a fresh connection.";
                 _fatal = new Fatal(FatalKind.Lost, message);
                 Database.OnConnectionLost();
@@ -494,16 +605,17 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         }
     }
 
-    string AbortedMessage(string sql, ScopeConnection connection)
+    string AbortedMessage(string sql, string origin)
     {
         var cause = _abortedBy is { } failure
             ? $"an earlier statement failed: {Misuse.Shorten(failure.Sql)} ({failure.Error}), run by {failure.Origin}"
             : "an earlier statement failed that the kit did not see (one sent on the driver's own connection)";
         var fix = _savepoints.Count == 0
             ? "Nothing more can run in this test. To carry on after an expected error, run the failing statement inside a transaction " +
-              "(BeginTransaction; it becomes a savepoint) and roll that transaction back after catching the error."
+              "(BeginTransaction; it becomes a savepoint) and roll that transaction back after catching the error, or turn on " +
+              $"Scope.StatementSavepoints ({TestKitEnvironment.StatementSavepointsVariable}=true) so that every statement rolls back alone."
             : $"Roll back the transaction that caught the error ({_savepoints[^1]}) to carry on.";
-        return $"{connection.Origin} could not run {Misuse.Shorten(sql)}: {Provider.DisplayName} aborted the test's transaction because {cause}. {fix}";
+        return $"{origin} could not run {Misuse.Shorten(sql)}: {Provider.DisplayName} aborted the test's transaction because {cause}. {fix}";
     }
 
     async ValueTask End(bool async)

@@ -31,7 +31,10 @@ public abstract class DatabaseTest
     [SetUp]
     public async Task BeginTestScopeAsync() => _scope = await TestRun.Database.BeginScopeAsync().ConfigureAwait(false);
 
-    /// <summary>Rolls the test's scope back and, when the test failed, writes the SQL it ran to the test's output.</summary>
+    /// <summary>
+    /// Rolls the test's scope back and, when the test failed, writes the SQL it ran to the test's output. Fails the test
+    /// when code bypassed the scope with a connection of its own (<see cref="TestScope.FindBypassingSessionsAsync"/>).
+    /// </summary>
     [TearDown]
     public async Task EndTestScopeAsync()
     {
@@ -39,14 +42,28 @@ public abstract class DatabaseTest
         if (scope is null)
             return;
 
+        IReadOnlyList<string> bypassing = [];
         try
         {
-            await scope.DisposeAsync().ConfigureAwait(false);
+            bypassing = await scope.FindBypassingSessionsAsync().ConfigureAwait(false);
         }
         finally
         {
-            if (TestContext.CurrentContext.Result.Outcome.Status == TestStatus.Failed)
-                await TestContext.Out.WriteLineAsync($"SQL of {scope}:\n{scope.Trace}").ConfigureAwait(false);
+            await scope.DisposeAsync().ConfigureAwait(false);
+        }
+
+        var failed = TestContext.CurrentContext.Result.Outcome.Status == TestStatus.Failed;
+        if (failed || bypassing.Count > 0)
+            await TestContext.Out.WriteLineAsync($"SQL of {scope}:\n{scope.Trace}").ConfigureAwait(false);
+        if (bypassing.Count > 0)
+        {
+            var message = "While this test ran, code connected to the run's database with TestRun.Database.ConnectionString instead of using the test's scope " +
+                          $"(application name {TestDatabase.UnscopedApplicationName}); what it wrote is committed and outlives the test. Build contexts from Scope.Options " +
+                          $"and connections from Scope.OpenConnection(), or bind the application with WithTestScopes(). Sessions:\n  {string.Join("\n  ", bypassing)}";
+            if (failed)
+                await TestContext.Out.WriteLineAsync(message).ConfigureAwait(false);
+            else
+                Assert.Fail(message);
         }
     }
 }

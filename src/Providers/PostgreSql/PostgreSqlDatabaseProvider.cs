@@ -69,18 +69,16 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         return new ParsedConnectionString($"{builder.Host}:{builder.Port}", builder.Username, password, builder.Database, builder.ConnectionString);
     }
 
-    internal override string ForDatabase(string connectionString, string? database, string? applicationName)
+    internal override string ForDatabase(string connectionString, string? database, string? applicationName, bool kitConnection = true)
     {
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
         if (database is not null)
             builder.Database = database;
         if (applicationName is not null)
-        {
             builder.ApplicationName = applicationName;
-            // The kit's own connections must never join an ambient TransactionScope: the test's transaction stays the outermost.
+        // The kit's own connections must never join an ambient TransactionScope: the test's transaction stays the outermost.
+        if (kitConnection)
             builder.Enlist = false;
-        }
-
         return builder.ConnectionString;
     }
 
@@ -162,6 +160,24 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
 
         await Run(admin, $"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database.Replace("'", "''", StringComparison.Ordinal)}' AND pid <> pg_backend_pid()", cancellationToken).ConfigureAwait(false);
         await Run(admin, $"DROP DATABASE IF EXISTS {Quote(database)}", cancellationToken).ConfigureAwait(false);
+    }
+
+    internal override async Task<IReadOnlyList<string>> FindSessionsAsync(DbConnection connection, DbTransaction transaction, string applicationName, TimeSpan within, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            """
+            SELECT a.pid, a.state, left(a.query, 200)
+            FROM pg_stat_activity a
+            WHERE a.datname = current_database() AND a.application_name = @application AND a.pid <> pg_backend_pid()
+              AND (a.state <> 'idle' OR a.state_change >= clock_timestamp() - @within)
+            """, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        command.Parameters.AddWithValue("application", applicationName);
+        command.Parameters.AddWithValue("within", within);
+        var sessions = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            sessions.Add($"pid {reader.GetInt32(0)} ({reader.GetString(1)}), last statement: {reader.GetString(2)}");
+        return sessions;
     }
 
     internal override void ClearPool(string connectionString)

@@ -89,18 +89,16 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
             builder.ConnectionString);
     }
 
-    internal override string ForDatabase(string connectionString, string? database, string? applicationName)
+    internal override string ForDatabase(string connectionString, string? database, string? applicationName, bool kitConnection = true)
     {
         var builder = new SqlConnectionStringBuilder(connectionString);
         if (database is not null)
             builder.InitialCatalog = database;
         if (applicationName is not null)
-        {
             builder.ApplicationName = applicationName;
-            // The kit's own connections must never join an ambient TransactionScope: the test's transaction stays the outermost.
+        // The kit's own connections must never join an ambient TransactionScope: the test's transaction stays the outermost.
+        if (kitConnection)
             builder.Enlist = false;
-        }
-
         return builder.ConnectionString;
     }
 
@@ -173,6 +171,27 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         // SINGLE_USER WITH ROLLBACK IMMEDIATE closes every other session on the database, whatever it was doing.
         await Run(admin, $"IF DB_ID(N'{database.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL BEGIN " +
                          $"ALTER DATABASE {name} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {name}; END", cancellationToken).ConfigureAwait(false);
+    }
+
+    internal override async Task<IReadOnlyList<string>> FindSessionsAsync(DbConnection connection, DbTransaction transaction, string applicationName, TimeSpan within, CancellationToken cancellationToken)
+    {
+        // Other sessions are visible with VIEW SERVER STATE; without it the list is empty and nothing is reported.
+        await using var command = new SqlCommand(
+            """
+            SELECT s.session_id, s.status, COALESCE(LEFT(t.text, 200), N'')
+            FROM sys.dm_exec_sessions s
+            LEFT JOIN sys.dm_exec_connections c ON c.session_id = s.session_id
+            OUTER APPLY sys.dm_exec_sql_text(c.most_recent_sql_handle) t
+            WHERE s.database_id = DB_ID() AND s.program_name = @application AND s.session_id <> @@SPID
+              AND (s.status <> N'sleeping' OR s.last_request_end_time >= DATEADD(millisecond, -@within, SYSDATETIME()))
+            """, (SqlConnection)connection, (SqlTransaction)transaction);
+        command.Parameters.AddWithValue("application", applicationName);
+        command.Parameters.AddWithValue("within", (int)Math.Min(within.TotalMilliseconds, int.MaxValue));
+        var sessions = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            sessions.Add($"session {reader.GetInt16(0)} ({reader.GetString(1)}), last statement: {reader.GetString(2)}");
+        return sessions;
     }
 
     internal override void ClearPool(string connectionString)

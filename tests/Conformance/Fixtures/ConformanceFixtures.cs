@@ -46,3 +46,5 @@ public sealed class NUnitIntegration : NUnitIntegrationSuite
 public sealed class ProfilesApi : ProfilesApiSuite;
 
 public sealed class RegistrationShapes : RegistrationShapesSuite;
+
+public sealed class Misuse : MisuseSuite;

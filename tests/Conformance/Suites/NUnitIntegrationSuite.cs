@@ -26,6 +26,20 @@ public abstract class DeliberateFailureSuite : ConformanceTest
     }
 
     [Test]
+    public async Task Writes_through_a_connection_of_its_own()
+    {
+        // As an application does that builds its own connection from its configuration instead of using the scope.
+        var database = Linq2DbTestKit.NUnit.TestRun.Database;
+        await using var own = database.Provider.CreateConnection(database.ConnectionString);
+        await own.OpenAsync();
+        await using var command = own.CreateCommand();
+        command.CommandText = $"INSERT INTO items (name, quantity) VALUES ('{RunTag}-bypass', 1)";
+        await command.ExecuteNonQueryAsync();
+        command.CommandText = $"DELETE FROM items WHERE name = '{RunTag}-bypass'";
+        await command.ExecuteNonQueryAsync();
+    }
+
+    [Test]
     public void Throws_inside_a_committed_application_transaction()
     {
         using var db = NewShop();
@@ -70,7 +84,12 @@ public abstract class NUnitIntegrationSuite
         var trx = XDocument.Load(Path.Combine(results, "child.trx"));
         XNamespace ns = "http://microsoft.com/schemas/VisualStudio/TeamTest/2010";
         var tests = trx.Descendants(ns + "UnitTestResult").ToDictionary(r => (string)r.Attribute("testName")!, r => r);
-        Assert.That(tests.Keys, Is.EquivalentTo(new[] { "Fails_after_writing", "Throws_inside_a_committed_application_transaction" }), log);
+        Assert.That(tests.Keys, Is.EquivalentTo(new[] { "Fails_after_writing", "Throws_inside_a_committed_application_transaction", "Writes_through_a_connection_of_its_own" }), log);
+
+        var bypass = tests["Writes_through_a_connection_of_its_own"];
+        tests.Remove("Writes_through_a_connection_of_its_own");
+        Assert.That((string?)bypass.Attribute("outcome"), Is.EqualTo("Failed"), "a test that bypassed its scope fails");
+        Assert.That((string?)bypass.Descendants(ns + "Message").SingleOrDefault(), Does.Contain("instead of using the test's scope").And.Contain("INSERT INTO items").Or.Contain("DELETE FROM items"));
 
         foreach (var (name, result) in tests)
         {
