@@ -48,3 +48,5 @@ public sealed class ProfilesApi : ProfilesApiSuite;
 public sealed class RegistrationShapes : RegistrationShapesSuite;
 
 public sealed class Misuse : MisuseSuite;
+
+public sealed class ModelBased : ModelBasedSuite;
