@@ -13,3 +13,12 @@ public sealed class Configuration : ConfigurationSuite
 
     protected override string MalformedConnectionString => $"Server=127.0.0.1;Password={SecretPassword.Insert(5, ";")};User ID=sa";
 }
+
+public sealed class Faults : FaultSuite
+{
+    protected override string SessionIdQuery => "SELECT @@SPID";
+
+    protected override string KillSession(int id) => $"KILL {id}";
+
+    protected override string KilledMidScopeFixture => typeof(KilledMidScope).FullName!;
+}

@@ -195,8 +195,11 @@ public sealed class TestDatabase : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0 || KeepsDatabase)
             return;
 
+        // Clearing the pools closes the run's idle connections, which DROP DATABASE would wait for, and those a server
+        // restart killed, which would fail the drop.
         Provider.ClearPool(ScopeConnectionString);
         Provider.ClearPool(ConnectionString);
+        Provider.ClearPool(_adminConnectionString);
         await using var admin = await ConnectAsync(Provider, _adminConnectionString, _server, _describedSource, _server.Database, CancellationToken.None).ConfigureAwait(false);
         if (!await Provider.DatabaseExistsAsync(admin, Name, CancellationToken.None).ConfigureAwait(false))
             return;

@@ -50,3 +50,6 @@ public sealed class RegistrationShapes : RegistrationShapesSuite;
 public sealed class Misuse : MisuseSuite;
 
 public sealed class ModelBased : ModelBasedSuite;
+
+[Explicit("waits to be killed; Faults runs it in a child test run")]
+public sealed class KilledMidScope : KilledMidScopeSuite;
