@@ -79,8 +79,8 @@ public static class TestKitEnvironment
         var how = read(ProviderVariable) is null
             ? $"{ProviderVariable} is not set, so this run uses {DefaultProvider}"
             : $"{ProviderVariable}={selected} selects another database";
-        return $"{provider.DisplayName} tests are skipped: {how}. To run them, set {ProviderVariable}={provider.Name} " +
-               $"and {provider.ConnectionVariable} to a {provider.DisplayName} server (default: {provider.MaskedDefaultConnectionString}).";
+        return $"{provider.DisplayName} tests are skipped: {how}. To run them, set {ProviderVariable}={provider.Name}, " +
+               $"with {provider.ConnectionVariable} naming the server unless the default fits ({provider.MaskedDefaultConnectionString}).";
     }
 
     internal static bool ReadFlag(Func<string, string?> read, string variable)
