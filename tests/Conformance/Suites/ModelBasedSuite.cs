@@ -19,7 +19,8 @@ namespace Linq2DbTestKit.Conformance.Suites;
 /// A program works through three application connections: two linq2db contexts and one raw ADO.NET connection, sync or
 /// async step by step. Its steps begin, commit and roll back transactions (out of order too, which must fail cleanly),
 /// insert, update, delete and query, and insert duplicates inside a nested transaction that catches the error and rolls
-/// back. A failure prints CsCheck's seed and the smallest failing program it found; set <c>CsCheck_Seed</c> to replay it.
+/// back. A failure prints CsCheck's seed and the smallest failing program it found; <c>CsCheck_Seed=&lt;seed&gt;</c> with
+/// <c>TESTKIT_MODEL_PROGRAMS=1</c> replays exactly that program.
 /// </para>
 /// <para><c>TESTKIT_MODEL_PROGRAMS</c> sets how many programs run (default 300).</para>
 /// </remarks>
