@@ -97,7 +97,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     public string Trace => TraceLog.ToString();
 
     /// <summary>A unique identifier, by which requests of a test's HTTP client find their scope.</summary>
-    public string Id { get; }
+    internal string Id { get; }
 
     internal DbConnection Native { get; }
 
@@ -226,7 +226,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         if (System.Transactions.Transaction.Current is not null)
             throw Misuse.TransactionScope();
         if (!connection.TracedByLinqToDB)
-            TraceLog.Add($"{connection.Origin}: {sql}");
+            TraceLog.Add(connection.Origin, sql, ScopeTrace.Parameters(command.Inner));
 
         await Enter(connection, async, cancellationToken).ConfigureAwait(false);
         try
