@@ -659,6 +659,11 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
                 await Native.DisposeAsync().ConfigureAwait(false);
             else
                 Native.Dispose();
+
+            // A session that lost, doomed or ended its transaction may carry state a pooled connection must not pass on
+            // (SQL Server's XACT_ABORT, say): the next scope gets a fresh connection.
+            if (_fatal is not null)
+                Database.OnConnectionLost();
             _gate.Release();
         }
 

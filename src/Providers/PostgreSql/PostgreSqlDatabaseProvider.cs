@@ -139,8 +139,8 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
 
     internal override async Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken)
     {
-        await Run(admin, $"CREATE DATABASE {Quote(database)}", cancellationToken).ConfigureAwait(false);
-        await Run(admin, $"COMMENT ON DATABASE {Quote(database)} IS '{marker.Replace("'", "''", StringComparison.Ordinal)}'", cancellationToken).ConfigureAwait(false);
+        await admin.RunAsync($"CREATE DATABASE {Quote(database)}", cancellationToken).ConfigureAwait(false);
+        await admin.RunAsync($"COMMENT ON DATABASE {Quote(database)} IS '{marker.Replace("'", "''", StringComparison.Ordinal)}'", cancellationToken).ConfigureAwait(false);
     }
 
     internal override async Task<string?> ReadMarkerAsync(DbConnection admin, string database, CancellationToken cancellationToken)
@@ -154,12 +154,12 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     {
         if (((NpgsqlConnection)admin).PostgreSqlVersion.Major >= 13)
         {
-            await Run(admin, $"DROP DATABASE IF EXISTS {Quote(database)} WITH (FORCE)", cancellationToken).ConfigureAwait(false);
+            await admin.RunAsync($"DROP DATABASE IF EXISTS {Quote(database)} WITH (FORCE)", cancellationToken).ConfigureAwait(false);
             return;
         }
 
-        await Run(admin, $"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database.Replace("'", "''", StringComparison.Ordinal)}' AND pid <> pg_backend_pid()", cancellationToken).ConfigureAwait(false);
-        await Run(admin, $"DROP DATABASE IF EXISTS {Quote(database)}", cancellationToken).ConfigureAwait(false);
+        await admin.RunAsync($"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database.Replace("'", "''", StringComparison.Ordinal)}' AND pid <> pg_backend_pid()", cancellationToken).ConfigureAwait(false);
+        await admin.RunAsync($"DROP DATABASE IF EXISTS {Quote(database)}", cancellationToken).ConfigureAwait(false);
     }
 
     internal override async Task<IReadOnlyList<string>> FindSessionsAsync(DbConnection connection, DbTransaction transaction, string applicationName, TimeSpan within, CancellationToken cancellationToken)
@@ -188,7 +188,7 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
 
     internal override ConnectFailure ClassifyConnectFailure(Exception exception)
     {
-        if (Find<PostgresException>(exception) is { } postgres)
+        if (exception.Find<PostgresException>() is { } postgres)
         {
             return postgres.SqlState switch
             {
@@ -198,10 +198,10 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
             };
         }
 
-        if (Find<TimeoutException>(exception) is not null)
+        if (exception.Find<TimeoutException>() is not null)
             return ConnectFailure.Timeout;
 
-        return Find<SocketException>(exception)?.SocketErrorCode switch
+        return exception.Find<SocketException>()?.SocketErrorCode switch
         {
             SocketError.ConnectionRefused or SocketError.NetworkUnreachable or SocketError.HostUnreachable or SocketError.AddressNotAvailable => ConnectFailure.Unreachable,
             SocketError.TimedOut => ConnectFailure.Timeout,
@@ -212,7 +212,7 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
 
     internal override StatementFailure ClassifyStatementFailure(Exception exception)
     {
-        if (Find<PostgresException>(exception) is { } postgres)
+        if (exception.Find<PostgresException>() is { } postgres)
         {
             if (postgres.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
                 return StatementFailure.TransactionAlreadyAborted;
@@ -224,29 +224,13 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         }
 
         if (exception is NpgsqlException { InnerException: IOException or SocketException or EndOfStreamException or TimeoutException }
-            || exception is NpgsqlException && Find<IOException>(exception) is not null)
+            || exception is NpgsqlException && exception.Find<IOException>() is not null)
             return StatementFailure.ConnectionLost;
 
         return StatementFailure.StatementOnly;
     }
 
-    static T? Find<T>(Exception exception)
-        where T : Exception
-    {
-        for (Exception? current = exception; current is not null; current = current.InnerException)
-        {
-            if (current is T found)
-                return found;
-        }
-
-        return null;
-    }
 
     static string Quote(string identifier) => $"\"{identifier.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 
-    static async Task Run(DbConnection connection, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection);
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-    }
 }

@@ -151,8 +151,8 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     internal override async Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken)
     {
         var name = Quote(database);
-        await Run(admin, $"CREATE DATABASE {name}", cancellationToken).ConfigureAwait(false);
-        await Run(admin, $"ALTER DATABASE {name} SET READ_COMMITTED_SNAPSHOT ON", cancellationToken).ConfigureAwait(false);
+        await admin.RunAsync($"CREATE DATABASE {name}", cancellationToken).ConfigureAwait(false);
+        await admin.RunAsync($"ALTER DATABASE {name} SET READ_COMMITTED_SNAPSHOT ON", cancellationToken).ConfigureAwait(false);
         await using var mark = new SqlCommand($"EXEC {name}.sys.sp_addextendedproperty @name = N'{MarkerProperty}', @value = @marker", (SqlConnection)admin);
         mark.Parameters.AddWithValue("marker", marker);
         await mark.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -169,7 +169,7 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     {
         var name = Quote(database);
         // SINGLE_USER WITH ROLLBACK IMMEDIATE closes every other session on the database, whatever it was doing.
-        await Run(admin, $"IF DB_ID(N'{database.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL BEGIN " +
+        await admin.RunAsync($"IF DB_ID(N'{database.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL BEGIN " +
                          $"ALTER DATABASE {name} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {name}; END", cancellationToken).ConfigureAwait(false);
     }
 
@@ -202,7 +202,7 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
 
     internal override ConnectFailure ClassifyConnectFailure(Exception exception)
     {
-        if (Find<SqlException>(exception) is { } sql)
+        if (exception.Find<SqlException>() is { } sql)
         {
             switch (sql.Number)
             {
@@ -217,21 +217,21 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
             }
         }
 
-        return Find<SocketException>(exception)?.SocketErrorCode switch
+        return exception.Find<SocketException>()?.SocketErrorCode switch
         {
             SocketError.ConnectionRefused or SocketError.NetworkUnreachable or SocketError.HostUnreachable or SocketError.AddressNotAvailable => ConnectFailure.Unreachable,
             SocketError.TimedOut => ConnectFailure.Timeout,
             SocketError.HostNotFound or SocketError.TryAgain or SocketError.NoData => ConnectFailure.UnknownHost,
-            _ => Find<SqlException>(exception)?.Number is 2 or 26 or 40 or 53 or 10061 ? ConnectFailure.Unreachable : ConnectFailure.Other,
+            _ => exception.Find<SqlException>()?.Number is 2 or 26 or 40 or 53 or 10061 ? ConnectFailure.Unreachable : ConnectFailure.Other,
         };
     }
 
     internal override StatementFailure ClassifyStatementFailure(Exception exception)
     {
         // Severity 20 and above ends the connection.
-        if (Find<SqlException>(exception) is { Class: >= 20 })
+        if (exception.Find<SqlException>() is { Class: >= 20 })
             return StatementFailure.ConnectionLost;
-        if (exception is not SqlException && Find<IOException>(exception) is not null)
+        if (exception is not SqlException && exception.Find<IOException>() is not null)
             return StatementFailure.ConnectionLost;
         return StatementFailure.StatementOnly;
     }
@@ -261,23 +261,7 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
 
     const string MarkerProperty = "linq2db-testkit";
 
-    static T? Find<T>(Exception exception)
-        where T : Exception
-    {
-        for (Exception? current = exception; current is not null; current = current.InnerException)
-        {
-            if (current is T found)
-                return found;
-        }
-
-        return null;
-    }
 
     static string Quote(string identifier) => $"[{identifier.Replace("]", "]]", StringComparison.Ordinal)}]";
 
-    static async Task Run(DbConnection connection, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = new SqlCommand(sql, (SqlConnection)connection);
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-    }
 }
