@@ -66,7 +66,7 @@ public abstract class DatabaseProvider
     internal abstract string SavepointName(long number);
 
     /// <summary>A unique, valid name for a run's database, beginning with <paramref name="prefix"/>.</summary>
-    internal virtual string DatabaseName(string prefix, string runId) => $"{prefix}_{runId}";
+    internal string DatabaseName(string prefix, string runId) => $"{prefix}_{runId}";
 
     /// <summary>Whether <paramref name="sql"/> would begin, end or change a transaction on the server behind the kit's back.</summary>
     internal abstract bool ControlsTransaction(string sql);

@@ -250,8 +250,10 @@ public sealed class TestDatabase : IAsyncDisposable
                 $"Correct the user name and password in {provider.ConnectionVariable}."),
             ConnectFailure.Timeout => ("the server did not answer in time",
                 $"Check the host and port in {provider.ConnectionVariable}, and that the server runs and accepts connections from here."),
-            ConnectFailure.DatabaseMissing => ($"database '{database}' does not exist",
+            ConnectFailure.DatabaseMissing when database == server.Database => ($"database '{database}' does not exist",
                 $"Name an existing database in {provider.ConnectionVariable} (the kit creates the run's own database from there), or leave the database out."),
+            ConnectFailure.DatabaseMissing => ($"database '{database}' does not exist",
+                $"Correct {TestKitEnvironment.ExistingDatabaseVariable}, or unset it and let the kit create a database of its own."),
             _ => (Secrets.Scrub(exception.Message, server.Password),
                 $"Check {provider.ConnectionVariable} and the server."),
         };

@@ -90,11 +90,22 @@ public abstract class ConfigurationSuite
     }
 
     [Test]
-    public async Task The_default_server_when_unreachable_says_the_variable_is_not_set()
+    public async Task A_connection_string_given_in_code_is_named_as_such_when_it_fails()
     {
-        var error = await CreateFailsAsync(new TestDatabaseOptions { ConnectionString = UnreachableConnectionString, ConnectionStringSource = null });
+        var error = await CreateFailsAsync(new TestDatabaseOptions { ConnectionString = UnreachableConnectionString });
 
-        Assert.That(error.Message, Does.Contain("given in code"));
+        Assert.That(error.Message, Does.Contain("the connection string given in code").And.Contain("nothing accepts connections there"));
+    }
+
+    [Test]
+    public async Task A_missing_existing_database_names_the_variable_that_named_it()
+    {
+        var options = TestDatabaseOptions.FromEnvironment(Provider, Variables(
+            (Provider.ConnectionVariable, RunConnectionString), ("TESTKIT_DATABASE", "no_such_database_here"), ("TESTKIT_ALLOW_EXISTING_DATABASE", "true")));
+
+        var error = await CreateFailsAsync(options);
+
+        Assert.That(error.Message, Does.Contain("database 'no_such_database_here' does not exist").And.Contain("TESTKIT_DATABASE"));
     }
 
     [Test]
