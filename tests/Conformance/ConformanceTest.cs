@@ -26,6 +26,7 @@ public enum TransactionCalls
 /// What every conformance suite shares: a tag that makes each test's rows its own, the application's context on the
 /// test's scope, and the look from outside the kit after the scope has ended.
 /// </summary>
+[FixtureLifeCycle(LifeCycle.InstancePerTestCase)]
 public abstract class ConformanceTest : DatabaseTest
 {
     /// <summary>A prefix of this test's item names; nothing else in the run uses it.</summary>

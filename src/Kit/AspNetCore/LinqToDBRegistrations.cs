@@ -14,13 +14,18 @@ internal static class LinqToDBRegistrations
 {
     public static void BindToTestScopes(IServiceCollection services)
     {
+        var bound = 0;
         for (var i = 0; i < services.Count; i++)
         {
             if (!services[i].IsKeyedService && Replacement(services[i]) is { } replacement)
+            {
                 services[i] = replacement;
+                bound++;
+            }
         }
 
         services.AddScoped<RequestScope>();
+        services.AddSingleton(new RegistrationsBound(bound));
         services.Insert(0, ServiceDescriptor.Singleton<IStartupFilter, RequestScopeStartupFilter>());
     }
 

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Linq2DbTestKit.Internal;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -28,28 +29,52 @@ internal sealed class RequestScope : IDisposable
     public void Dispose() => Interlocked.Exchange(ref _turn, null)?.Release();
 
     public static TestScope Of(IServiceProvider provider, Type service) =>
-        provider.GetRequiredService<RequestScope>().Scope ?? throw new InvalidOperationException(
-            $"{service} was resolved outside a request sent with a test's client, so the kit cannot tell which test scope it belongs to. " +
-            "Send the test's requests with factory.CreateClient(Scope). At start-up and in hosted services, nothing belongs to a test: " +
-            "resolve linq2db services inside requests.");
+        provider.GetRequiredService<RequestScope>().Scope ?? TestScope.Current ?? throw new InvalidOperationException(
+            $"{service} was resolved outside a request sent by a test, so the kit cannot tell which test scope it belongs to. " +
+            "Send the test's requests with factory.CreateClient(Scope) or factory.CreateClient() inside the test. At start-up and in hosted " +
+            "services nothing belongs to a test: resolve linq2db services inside requests, or build contexts from a connection string there.");
 }
 
-/// <summary>Puts each request that carries a test scope into it, before the application's own middleware runs.</summary>
-internal sealed class RequestScopeStartupFilter : IStartupFilter
+/// <summary>
+/// Puts each request of a test into the test's scope, before the application's own middleware runs: the scope named by
+/// the request's header (<c>CreateClient(Scope)</c>), or else the scope current in the test that sent it (the test
+/// server keeps the sender's execution context).
+/// </summary>
+internal sealed class RequestScopeStartupFilter(RegistrationsBound bound) : IStartupFilter
 {
     public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
     {
         app.Use(async (context, nextMiddleware) =>
         {
+            var scope = TestScope.Current;
             if (context.Request.Headers.TryGetValue(TestScopeHandler.Header, out var id))
             {
-                var scope = TestScope.Find(id.ToString()) ?? throw new InvalidOperationException(
+                scope = TestScope.Find(id.ToString()) ?? throw new InvalidOperationException(
                     $"A request for test scope {id} arrived after that scope had ended: the test finished before its request did. Await every request inside the test.");
-                await context.RequestServices.GetRequiredService<RequestScope>().EnterAsync(scope, context.RequestAborted);
             }
 
-            await nextMiddleware(context);
+            if (scope is null)
+            {
+                await nextMiddleware(context);
+                return;
+            }
+
+            if (scope.Database.InterceptsConnections)
+                ConnectionInterception.EnsureInstalled();
+            else if (bound.Count == 0)
+                throw new InvalidOperationException(
+                    "WithTestScopes() found no linq2db registration in the application's services to bind to the test's scope (no context type, " +
+                    "DataOptions, DataOptions<T>, IDataContext or IDataContextFactory<T>), and the kit's interception of contexts the application " +
+                    $"builds itself is off ({TestKitEnvironment.InterceptConnectionsVariable}=false or TestDatabaseOptions.InterceptConnections = false). " +
+                    "Nothing the application does would run in the test's scope. Turn the interception back on, or register the application's linq2db context in its services.");
+
+            await context.RequestServices.GetRequiredService<RequestScope>().EnterAsync(scope, context.RequestAborted);
+            using (scope.MakeCurrent())
+                await nextMiddleware(context);
         });
         next(app);
     };
 }
+
+/// <summary>How many of the application's registrations <see cref="LinqToDBRegistrations.BindToTestScopes"/> bound.</summary>
+internal sealed record RegistrationsBound(int Count);

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.Mvc.Testing.Handlers;
 using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Linq2DbTestKit.AspNetCore;
 
@@ -32,6 +33,8 @@ public static class TestScopeWebApplicationFactoryExtensions
     /// <remarks>
     /// <para>The application's own options are kept (mapping schema, interceptors, provider options); only the connection
     /// becomes the scope's. Registrations with a singleton lifetime become scoped: a singleton would outlive the test.</para>
+    /// <para>Contexts the application builds itself (from a connection string or a configuration name) join the test's
+    /// scope too, through the kit's interception of linq2db connections; see <see cref="TestScope.Current"/>.</para>
     /// <para>The requests of one test run one at a time, as on a server with a single worker: they share the test's one
     /// connection, and their transactions must nest. Requests of different tests run in parallel.</para>
     /// </remarks>
@@ -42,11 +45,27 @@ public static class TestScopeWebApplicationFactoryExtensions
         return factory.WithWebHostBuilder(builder => builder.UseTestScopes());
     }
 
-    /// <summary>The same as <see cref="WithTestScopes{TProgram}"/>, on the web host builder (inside <c>ConfigureWebHost</c>).</summary>
+    /// <summary>
+    /// The same as <see cref="WithTestScopes{TProgram}"/>, on the web host builder: call it in <c>ConfigureWebHost</c> of
+    /// a <c>WebApplicationFactory</c> subclass.
+    /// </summary>
     public static IWebHostBuilder UseTestScopes(this IWebHostBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        return builder.ConfigureTestServices(LinqToDBRegistrations.BindToTestScopes);
+        return builder.ConfigureTestServices(services =>
+        {
+            if (TestScope.Current is { } scope)
+            {
+                throw new InvalidOperationException(
+                    $"The application under test is starting inside a test ({scope}): its start-up (migrations, seed data, hosted services) " +
+                    "would run in that test's scope and be rolled back with it. Start it outside the tests: create the test's clients with " +
+                    "factory.CreateClient(Scope), which starts the application outside any test, or touch factory.Server once in a [OneTimeSetUp].");
+            }
+
+            LinqToDBRegistrations.BindToTestScopes(services);
+            // A request then runs in the execution context of the test that sent it, where the test's scope is current.
+            services.Configure<TestServerOptions>(options => options.PreserveExecutionContext = true);
+        });
     }
 
     /// <summary>
@@ -59,6 +78,7 @@ public static class TestScopeWebApplicationFactoryExtensions
         ArgumentNullException.ThrowIfNull(factory);
         ArgumentNullException.ThrowIfNull(scope);
 
+        StartOutsideTests(factory);
         var options = factory.ClientOptions;
         var handlers = new List<DelegatingHandler>();
         if (options.AllowAutoRedirect)
@@ -67,5 +87,22 @@ public static class TestScopeWebApplicationFactoryExtensions
             handlers.Add(new CookieContainerHandler());
         handlers.Add(new TestScopeHandler(scope));
         return factory.CreateDefaultClient(options.BaseAddress, [.. handlers]);
+    }
+
+    /// <summary>
+    /// Starts the application, if it has not started, in an execution context of its own: its start-up and the hosted
+    /// services it starts must not inherit the calling test's scope.
+    /// </summary>
+    static void StartOutsideTests<TProgram>(WebApplicationFactory<TProgram> factory)
+        where TProgram : class
+    {
+        if (TestScope.Current is null)
+        {
+            _ = factory.Server;
+            return;
+        }
+
+        using (ExecutionContext.SuppressFlow())
+            Task.Run(() => factory.Server).GetAwaiter().GetResult();
     }
 }

@@ -50,6 +50,12 @@ public abstract class DatabaseProvider
 
     internal abstract DbConnection CreateConnection(string connectionString);
 
+    /// <summary><paramref name="connectionString"/> with lock waits limited to <see cref="TestDatabase.LockWaitLimit"/>, where the connection string can say so.</summary>
+    internal virtual string LimitLockWaits(string connectionString) => connectionString;
+
+    /// <summary>The database that <paramref name="connectionString"/> names; <see langword="null"/> when it names none or is not this driver's.</summary>
+    internal abstract string? DatabaseOf(string connectionString);
+
     /// <summary>The linq2db provider for the server behind <paramref name="openConnection"/>, with its version detected.</summary>
     internal abstract IDataProvider DetectLinqToDBProvider(DbConnection openConnection);
 
@@ -99,11 +105,14 @@ public abstract class DatabaseProvider
         ValueTask.FromResult(TransactionHealth.Usable);
 
     /// <summary>
-    /// Sessions on the database of <paramref name="connection"/>, other than its own, whose application name is
-    /// <paramref name="applicationName"/> and that were active within the last <paramref name="within"/>, by the server's
-    /// clock: descriptions for a message.
+    /// Starts reporting every statement the driver runs in this process, from the driver's own diagnostics, in the flow
+    /// that ran it. Called once per provider and process.
     /// </summary>
-    internal abstract Task<IReadOnlyList<string>> FindSessionsAsync(DbConnection connection, DbTransaction transaction, string applicationName, TimeSpan within, CancellationToken cancellationToken);
+    /// <returns>What stops the reports when disposed.</returns>
+    internal abstract IDisposable ObserveStatements(Action<ObservedStatement> onStatement);
+
+    /// <summary>Whether <paramref name="sql"/> is the statement linq2db runs to learn the server's version, not the application's.</summary>
+    internal virtual bool IsLinqToDBVersionProbe(string sql) => false;
 
     /// <summary>
     /// Whether the driver's bulk copy must be handed the transaction explicitly (SqlBulkCopy refuses to run on a connection

@@ -24,7 +24,7 @@ public sealed class TestDatabase : IAsyncDisposable
 
     /// <summary>
     /// The application name of <see cref="ConnectionString"/>: a session that carries it while a test runs has bypassed
-    /// the test's scope, and <see cref="TestScope.FindBypassingSessionsAsync"/> reports it.
+    /// the test's scope, and <see cref="TestScope.Bypasses"/> reports it.
     /// </summary>
     public const string UnscopedApplicationName = "linq2db-testkit-unscoped";
 
@@ -54,7 +54,11 @@ public sealed class TestDatabase : IAsyncDisposable
         KeepsDatabase = options.KeepDatabase || marker is null;
         StatementSavepoints = options.StatementSavepoints;
         LinqToDBProvider = linqToDBProvider;
-        ConnectionString = provider.ForDatabase(givenConnectionString, name, UnscopedApplicationName, kitConnection: false);
+        InterceptsConnections = options.InterceptConnections;
+        if (InterceptsConnections)
+            ConnectionInterception.EnsureInstalled();
+        BypassWatch.EnsureWatching(provider);
+        ConnectionString = provider.LimitLockWaits(provider.ForDatabase(givenConnectionString, name, UnscopedApplicationName, kitConnection: false));
         ScopeConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
     }
 
@@ -69,16 +73,31 @@ public sealed class TestDatabase : IAsyncDisposable
     /// under test. It contains the password: the kit never writes it to a message or log, and neither should a test.
     /// </summary>
     /// <remarks>
+    /// <para>
     /// Its application name is <see cref="UnscopedApplicationName"/>: code that connects with it during a test, instead of
-    /// using the test's scope, is reported by <see cref="TestScope.FindBypassingSessionsAsync"/>.
+    /// using the test's scope, is reported by <see cref="TestScope.Bypasses"/>.
+    /// </para>
+    /// <para>
+    /// On PostgreSQL it limits lock waits to <see cref="LockWaitLimit"/> (<c>lock_timeout</c>): code that bypasses a test's
+    /// scope and touches a row the scope holds fails after that long instead of waiting for the test, which waits for it.
+    /// </para>
     /// </remarks>
     public string ConnectionString { get; }
+
+    /// <summary>How long a connection made with <see cref="ConnectionString"/> waits for a lock before its statement fails (PostgreSQL).</summary>
+    public static readonly TimeSpan LockWaitLimit = TimeSpan.FromSeconds(5);
 
     /// <summary>Whether the kit created this database for the run (and will drop it unless told to keep it).</summary>
     public bool CreatedByKit => _marker is not null;
 
     /// <summary>Whether the database stays when the run ends: kept on request, or not the kit's to drop.</summary>
     public bool KeepsDatabase { get; }
+
+    /// <summary>
+    /// Whether linq2db contexts that code in a test builds itself (from a connection string or a configuration name) join
+    /// the test's scope: <see cref="TestDatabaseOptions.InterceptConnections"/>.
+    /// </summary>
+    public bool InterceptsConnections { get; }
 
     /// <summary>The default of <see cref="TestScope.StatementSavepoints"/> for the scopes of this database.</summary>
     public bool StatementSavepoints { get; }

@@ -36,6 +36,14 @@ public sealed record TestDatabaseOptions
     public bool StatementSavepoints { get; init; }
 
     /// <summary>
+    /// Make the linq2db contexts that code in a test builds itself — <c>new AppDb()</c>, <c>new AppDb("Name")</c>,
+    /// <c>new AppDb(providerName, connectionString)</c>, <c>new DataOptions().UsePostgreSQL(connectionString)</c> — join
+    /// the test's scope when they connect to the run's database. Outside a test they connect as they always do.
+    /// </summary>
+    /// <value><see langword="true"/>. Turn it off only if the application must keep linq2db's <c>DataProviderBase.OnConnectionCreated</c> to itself.</value>
+    public bool InterceptConnections { get; init; } = true;
+
+    /// <summary>
     /// Where a setting came from, for error messages: the environment variable, or <see langword="null"/> when set in code.
     /// </summary>
     internal string? ConnectionStringSource { get; init; }
@@ -43,7 +51,8 @@ public sealed record TestDatabaseOptions
     /// <summary>
     /// Reads the options for <paramref name="provider"/> from <see cref="DatabaseProvider.ConnectionVariable"/>,
     /// <see cref="TestKitEnvironment.KeepDatabaseVariable"/>, <see cref="TestKitEnvironment.ExistingDatabaseVariable"/>,
-    /// <see cref="TestKitEnvironment.AllowExistingDatabaseVariable"/> and <see cref="TestKitEnvironment.StatementSavepointsVariable"/>.
+    /// <see cref="TestKitEnvironment.AllowExistingDatabaseVariable"/>, <see cref="TestKitEnvironment.StatementSavepointsVariable"/> and
+    /// <see cref="TestKitEnvironment.InterceptConnectionsVariable"/>.
     /// </summary>
     /// <exception cref="TestKitConfigurationException">A yes/no variable holds something else.</exception>
     public static TestDatabaseOptions FromEnvironment(DatabaseProvider provider) => FromEnvironment(provider, Environment.GetEnvironmentVariable);
@@ -62,6 +71,7 @@ public sealed record TestDatabaseOptions
             ExistingDatabase = string.IsNullOrEmpty(existing) ? null : existing,
             AllowExistingDatabase = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.AllowExistingDatabaseVariable),
             StatementSavepoints = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.StatementSavepointsVariable),
+            InterceptConnections = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.InterceptConnectionsVariable, defaultValue: true),
         };
     }
 }

@@ -14,6 +14,8 @@ namespace Linq2DbTestKit;
 /// needs <c>TESTKIT_ALLOW_EXISTING_DATABASE=true</c>.</description></item>
 /// <item><term><c>TESTKIT_STATEMENT_SAVEPOINTS</c></term><description><c>true</c> wraps every statement in a savepoint of its own
 /// (PostgreSQL), so that a failed statement does not abort the test's transaction.</description></item>
+/// <item><term><c>TESTKIT_INTERCEPT_CONNECTIONS</c></term><description><c>false</c> stops linq2db contexts that the application
+/// builds itself from joining the test's scope.</description></item>
 /// </list>
 /// </remarks>
 public static class TestKitEnvironment
@@ -32,6 +34,9 @@ public static class TestKitEnvironment
 
     /// <summary>The variable that turns on <see cref="TestDatabaseOptions.StatementSavepoints"/> when set to <c>true</c>.</summary>
     public const string StatementSavepointsVariable = "TESTKIT_STATEMENT_SAVEPOINTS";
+
+    /// <summary>The variable that turns off <see cref="TestDatabaseOptions.InterceptConnections"/> when set to <c>false</c>.</summary>
+    public const string InterceptConnectionsVariable = "TESTKIT_INTERCEPT_CONNECTIONS";
 
     /// <summary>The provider used when <see cref="ProviderVariable"/> is not set.</summary>
     public const string DefaultProvider = "postgres";
@@ -83,11 +88,11 @@ public static class TestKitEnvironment
                $"with {provider.ConnectionVariable} naming the server unless the default fits ({provider.MaskedDefaultConnectionString}).";
     }
 
-    internal static bool ReadFlag(Func<string, string?> read, string variable)
+    internal static bool ReadFlag(Func<string, string?> read, string variable, bool defaultValue = false)
     {
         var value = read(variable)?.Trim();
         if (string.IsNullOrEmpty(value))
-            return false;
+            return defaultValue;
 
         switch (value.ToLowerInvariant())
         {

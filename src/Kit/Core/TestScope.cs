@@ -27,8 +27,10 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     const int Active = 0, Ending = 1, Ended = 2;
 
     static readonly ConcurrentDictionary<string, TestScope> Open = new(StringComparer.Ordinal);
+    static readonly AsyncLocal<TestScope?> CurrentScope = new();
     static readonly TimeSpan ReaderWait = TimeSpan.FromSeconds(30);
     const string StatementSavepoint = "testkit_statement";
+    const int MaxBypassesKept = 20;
 
     readonly SemaphoreSlim _gate = new(1, 1);
     readonly List<SavepointTransaction> _savepoints = [];
@@ -43,7 +45,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     Fatal? _fatal;
     (DbDataReader Reader, ScopeConnection Owner)? _openReader;
     readonly Func<DataOptions, DbConnection> _connectionFactory;
-    readonly long _began = Stopwatch.GetTimestamp();
+    readonly List<ObservedStatement> _bypasses = [];
 
     internal TestScope(TestDatabase database, DbConnection native, DbTransaction outer)
     {
@@ -57,6 +59,17 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
         StatementSavepoints = database.StatementSavepoints;
         Open[Id] = this;
     }
+
+    /// <summary>
+    /// The scope of the test running in the calling flow: linq2db contexts that code in this flow builds itself — from a
+    /// connection string, a configuration name or the default configuration — connect to it when they name its database.
+    /// </summary>
+    /// <value>
+    /// Set for each test by the NUnit integration, and for each request of a test's client by the ASP.NET Core
+    /// integration; elsewhere, by <see cref="MakeCurrent"/>. <see langword="null"/> outside a test: at start-up, in hosted
+    /// services, in a run's set-up.
+    /// </value>
+    public static TestScope? Current => CurrentScope.Value;
 
     /// <summary>The run's database this scope works in.</summary>
     public TestDatabase Database { get; }
@@ -166,26 +179,60 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// The server's sessions on this database that connected with <see cref="TestDatabase.ConnectionString"/> and were active
-    /// while this scope's transaction ran: code that opened a connection of its own instead of using the scope, whose
-    /// writes are committed and outlive the test. Sessions of tests running in parallel can show here too.
+    /// What code in this test's flow ran on connections of its own to the test's database instead of the scope's — the
+    /// statements of connections made with <see cref="TestDatabase.ConnectionString"/> — one description each, oldest
+    /// first. Whatever they wrote is committed and outlives the test. The drivers report them as they run; the server is
+    /// not asked.
     /// </summary>
-    /// <returns>A description of each session; empty when there is none, or when the scope can no longer run statements.</returns>
-    public async Task<IReadOnlyList<string>> FindBypassingSessionsAsync(CancellationToken cancellationToken = default)
+    public IReadOnlyList<string> Bypasses
     {
-        if (Volatile.Read(ref _state) != Active || _fatal is not null || _abortedBy is not null)
-            return [];
-
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        get
         {
-            return await Provider.FindSessionsAsync(Native, Outer, TestDatabase.UnscopedApplicationName, Stopwatch.GetElapsedTime(_began), cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _gate.Release();
+            lock (_bypasses)
+                return [.. _bypasses.Select(DescribeBypass)];
         }
     }
+
+    /// <summary>The statements of <see cref="Bypasses"/>.</summary>
+    internal IReadOnlyList<ObservedStatement> BypassStatements
+    {
+        get
+        {
+            lock (_bypasses)
+                return [.. _bypasses];
+        }
+    }
+
+    internal void RecordBypass(ObservedStatement statement)
+    {
+        lock (_bypasses)
+        {
+            if (_bypasses.Count < MaxBypassesKept)
+                _bypasses.Add(statement);
+        }
+
+        TraceLog.Add($"a connection of the test's own (not the scope's) ran: {Misuse.Shorten(statement.Text)}{(statement.Error is null ? string.Empty : $" — it failed: {statement.Error}")}");
+    }
+
+    string DescribeBypass(ObservedStatement statement) =>
+        $"{(statement.Error is not null ? "failed" : statement.Writes ? "wrote" : "read")}: {Secrets.Scrub(Misuse.Shorten(statement.Text), Database.Password)}" +
+        (statement.Error is null ? string.Empty : $" ({statement.Error})");
+
+    /// <summary>
+    /// Makes this scope <see cref="Current"/> in the calling flow until the returned object is disposed, for test
+    /// frameworks the kit does not integrate with: <c>using var current = scope.MakeCurrent();</c> at the start of a test.
+    /// </summary>
+    /// <returns>An object whose disposal makes the previous scope current again.</returns>
+    public IDisposable MakeCurrent()
+    {
+        ThrowIfEnded();
+        var previous = CurrentScope.Value;
+        CurrentScope.Value = this;
+        return new CurrentRestorer(previous);
+    }
+
+    /// <summary>Makes <paramref name="scope"/> current in the calling flow, with nothing to restore: for code that ends the flow itself.</summary>
+    internal static void SetCurrent(TestScope? scope) => CurrentScope.Value = scope;
 
     /// <inheritdoc />
     public override string ToString() => $"test scope {Id[..8]} in {Database}";
@@ -208,6 +255,13 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     {
         ThrowIfEnded();
         return new ScopeConnection(this, $"{kind} #{Interlocked.Increment(ref _connectionNumber)}", tracedByLinqToDB);
+    }
+
+    /// <summary>A handle for a context the application built itself, in place of the connection linq2db created for it.</summary>
+    internal ScopeConnection AdoptConnection()
+    {
+        ThrowIfEnded();
+        return new ScopeConnection(this, $"the application's DataConnection #{Interlocked.Increment(ref _connectionNumber)}", tracedByLinqToDB: false, adoptedFromApplication: true);
     }
 
     internal async ValueTask<T> Execute<T>(
@@ -700,6 +754,17 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             Database.OnConnectionLost();
             TraceLog.Add($"end of test: the connection was lost ({exception.Message}); the server rolled the test's transaction back");
             return null;
+        }
+    }
+
+    sealed class CurrentRestorer(TestScope? previous) : IDisposable
+    {
+        int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+                CurrentScope.Value = previous;
         }
     }
 

@@ -1,6 +1,5 @@
 using LinqToDB.Data;
 using NUnit.Framework;
-using NUnit.Framework.Interfaces;
 
 namespace Linq2DbTestKit.NUnit;
 
@@ -10,60 +9,30 @@ namespace Linq2DbTestKit.NUnit;
 /// passes, fails or throws. When a test fails, the SQL it ran appears in its output.
 /// </summary>
 /// <remarks>
-/// Each test gets a fresh instance of the class (<see cref="LifeCycle.InstancePerTestCase"/>), so tests of one class can
-/// run in parallel, each with its own scope. Mark the class <c>[Parallelizable(ParallelScope.All)]</c> to let them.
+/// <para>
+/// The scope is <see cref="TestScope.Current"/> in the test's flow: linq2db contexts that the test or the code under test
+/// builds itself — <c>new AppDb()</c>, <c>new AppDb("Name")</c>, <c>new AppDb(connectionString)</c> — join it when they
+/// connect to the run's database, as do contexts built from <see cref="TestScope.Options"/>.
+/// </para>
+/// <para>
+/// A test fails when code in its flow ran statements on a connection of its own to the run's database
+/// (<see cref="TestScope.Bypasses"/>): the message says whether it wrote, only read, or failed.
+/// </para>
+/// <para>
+/// Tests of one class can run in parallel (<c>[Parallelizable(ParallelScope.All)]</c>), each with its own scope. NUnit
+/// shares one instance of the class between them unless the class also says
+/// <c>[FixtureLifeCycle(LifeCycle.InstancePerTestCase)]</c>: add that when tests keep state in fields.
+/// </para>
 /// </remarks>
-[FixtureLifeCycle(LifeCycle.InstancePerTestCase)]
+[TestScopePerTest]
 public abstract class DatabaseTest
 {
-    TestScope? _scope;
-
     /// <summary>The running test's scope.</summary>
-    /// <exception cref="InvalidOperationException">Used outside a test, before its set-up or after its tear-down.</exception>
-    protected TestScope Scope => _scope ?? throw new InvalidOperationException(
-        "The test scope exists only while a test runs, from the kit's [SetUp] to its [TearDown]; it is not available in [OneTimeSetUp], " +
-        "constructors or static members.");
+    /// <exception cref="InvalidOperationException">Used outside a test: in <c>[OneTimeSetUp]</c>, a constructor or a static member.</exception>
+    protected TestScope Scope => TestScope.Current ?? throw new InvalidOperationException(
+        "The test scope exists only while a test runs, from before its [SetUp] to after its [TearDown], and only in the test's own flow; " +
+        "it is not available in [OneTimeSetUp], constructors, static members, or code started with ExecutionContext.SuppressFlow.");
 
     /// <summary>A ready <see cref="DataConnection"/> on the running test's scope.</summary>
     protected DataConnection Db => Scope.Db;
-
-    /// <summary>Begins the test's scope. Runs before the test class's own <c>[SetUp]</c> methods.</summary>
-    [SetUp]
-    public async Task BeginTestScopeAsync() => _scope = await TestRun.Database.BeginScopeAsync().ConfigureAwait(false);
-
-    /// <summary>
-    /// Rolls the test's scope back and, when the test failed, writes the SQL it ran to the test's output. Fails the test
-    /// when code bypassed the scope with a connection of its own (<see cref="TestScope.FindBypassingSessionsAsync"/>).
-    /// </summary>
-    [TearDown]
-    public async Task EndTestScopeAsync()
-    {
-        var scope = Interlocked.Exchange(ref _scope, null);
-        if (scope is null)
-            return;
-
-        IReadOnlyList<string> bypassing = [];
-        try
-        {
-            bypassing = await scope.FindBypassingSessionsAsync().ConfigureAwait(false);
-        }
-        finally
-        {
-            await scope.DisposeAsync().ConfigureAwait(false);
-        }
-
-        var failed = TestContext.CurrentContext.Result.Outcome.Status == TestStatus.Failed;
-        if (failed || bypassing.Count > 0)
-            await TestContext.Out.WriteLineAsync($"SQL of {scope}:\n{scope.Trace}").ConfigureAwait(false);
-        if (bypassing.Count > 0)
-        {
-            var message = "While this test ran, code connected to the run's database with TestRun.Database.ConnectionString instead of using the test's scope " +
-                          $"(application name {TestDatabase.UnscopedApplicationName}); what it wrote is committed and outlives the test. Build contexts from Scope.Options " +
-                          $"and connections from Scope.OpenConnection(), or bind the application with WithTestScopes(). Sessions:\n  {string.Join("\n  ", bypassing)}";
-            if (failed)
-                await TestContext.Out.WriteLineAsync(message).ConfigureAwait(false);
-            else
-                Assert.Fail(message);
-        }
-    }
 }

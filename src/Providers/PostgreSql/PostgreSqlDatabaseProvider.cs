@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Data.Common;
+using System.Diagnostics;
 using System.Net.Sockets;
 using Linq2DbTestKit.Internal;
 using LinqToDB.DataProvider;
@@ -84,6 +86,26 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
 
     internal override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
 
+    internal override string LimitLockWaits(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        var limit = $"-c lock_timeout={(int)TestDatabase.LockWaitLimit.TotalMilliseconds}";
+        builder.Options = string.IsNullOrWhiteSpace(builder.Options) ? limit : $"{builder.Options} {limit}";
+        return builder.ConnectionString;
+    }
+
+    internal override string? DatabaseOf(string connectionString)
+    {
+        try
+        {
+            return new NpgsqlConnectionStringBuilder(connectionString).Database;
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
+    }
+
     internal override IDataProvider DetectLinqToDBProvider(DbConnection openConnection) =>
         PostgreSQLTools.GetDataProvider(PostgreSQLVersion.AutoDetect, connection: openConnection);
 
@@ -162,23 +184,67 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         await admin.RunAsync($"DROP DATABASE IF EXISTS {Quote(database)}", cancellationToken).ConfigureAwait(false);
     }
 
-    internal override async Task<IReadOnlyList<string>> FindSessionsAsync(DbConnection connection, DbTransaction transaction, string applicationName, TimeSpan within, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Npgsql reports each command as an activity of its "Npgsql" source. Its tags changed names between versions:
+    /// the connection string without its password is <c>db.connection_string</c> (Npgsql 8, 9) or
+    /// <c>db.npgsql.data_source</c> (10), the database <c>db.name</c> or <c>db.namespace</c>, the SQL
+    /// <c>db.statement</c> or <c>db.query.text</c>. Activities are created only for commands that run in a test's flow.
+    /// </remarks>
+    internal override IDisposable ObserveStatements(Action<ObservedStatement> onStatement)
     {
-        await using var command = new NpgsqlCommand(
-            """
-            SELECT a.pid, a.state, left(a.query, 200)
-            FROM pg_stat_activity a
-            WHERE a.datname = current_database() AND a.application_name = @application AND a.pid <> pg_backend_pid()
-              AND (a.state <> 'idle' OR a.state_change >= clock_timestamp() - @within)
-            """, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
-        command.Parameters.AddWithValue("application", applicationName);
-        command.Parameters.AddWithValue("within", within);
-        var sessions = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            sessions.Add($"pid {reader.GetInt32(0)} ({reader.GetString(1)}), last statement: {reader.GetString(2)}");
-        return sessions;
+        var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "Npgsql",
+            Sample = static (ref ActivityCreationOptions<ActivityContext> _) => TestScope.Current is null ? ActivitySamplingResult.None : ActivitySamplingResult.AllData,
+            ActivityStopped = activity =>
+            {
+                if (TestScope.Current is null)
+                    return;
+                var text = activity.GetTagItem("db.query.text") as string ?? activity.GetTagItem("db.statement") as string;
+                if (text is null)
+                    return;
+                var source = activity.GetTagItem("db.npgsql.data_source") as string ?? activity.GetTagItem("db.connection_string") as string;
+                var database = activity.GetTagItem("db.namespace") as string ?? activity.GetTagItem("db.name") as string;
+                var failed = activity.Status == ActivityStatusCode.Error || activity.GetTagItem("otel.status_code") is "ERROR";
+                var error = failed ? activity.GetTagItem("otel.status_description") as string ?? activity.GetTagItem("error.type") as string ?? ExceptionMessage(activity) ?? "failed" : null;
+                onStatement(new ObservedStatement(ApplicationNameOf(source), database, text, error));
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        return listener;
     }
+
+    static string? ExceptionMessage(Activity activity)
+    {
+        foreach (var activityEvent in activity.Events)
+        {
+            foreach (var tag in activityEvent.Tags)
+            {
+                if (tag.Key == "exception.message")
+                    return tag.Value as string;
+            }
+        }
+
+        return null;
+    }
+
+    static readonly ConcurrentDictionary<string, string?> ApplicationNames = new(StringComparer.Ordinal);
+
+    /// <summary>The application name in Npgsql's description of a data source: a connection string, or (in later versions) the name alone.</summary>
+    static string? ApplicationNameOf(string? dataSource) =>
+        dataSource is null ? null : ApplicationNames.GetOrAdd(dataSource, static text =>
+        {
+            if (!text.Contains('=', StringComparison.Ordinal))
+                return text;
+            try
+            {
+                return new NpgsqlConnectionStringBuilder(text).ApplicationName;
+            }
+            catch (ArgumentException)
+            {
+                return null;
+            }
+        });
 
     internal override void ClearPool(string connectionString)
     {

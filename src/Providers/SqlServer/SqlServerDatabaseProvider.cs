@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Data.Common;
+using System.Diagnostics;
 using System.Net.Sockets;
 using Linq2DbTestKit.Internal;
 using LinqToDB.DataProvider;
@@ -104,6 +106,19 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
 
     internal override DbConnection CreateConnection(string connectionString) => new SqlConnection(connectionString);
 
+
+    internal override string? DatabaseOf(string connectionString)
+    {
+        try
+        {
+            return new SqlConnectionStringBuilder(connectionString).InitialCatalog is { Length: > 0 } database ? database : null;
+        }
+        catch (Exception exception) when (exception is ArgumentException or FormatException or InvalidOperationException or KeyNotFoundException)
+        {
+            return null;
+        }
+    }
+
     internal override IDataProvider DetectLinqToDBProvider(DbConnection openConnection) =>
         SqlServerTools.GetDataProvider(SqlServerVersion.AutoDetect, SqlServerProvider.MicrosoftDataSqlClient, connection: openConnection);
 
@@ -173,25 +188,78 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
                          $"ALTER DATABASE {name} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {name}; END", cancellationToken).ConfigureAwait(false);
     }
 
-    internal override async Task<IReadOnlyList<string>> FindSessionsAsync(DbConnection connection, DbTransaction transaction, string applicationName, TimeSpan within, CancellationToken cancellationToken)
+    /// <remarks>
+    /// SqlClient reports each command to its <c>SqlClientDiagnosticListener</c>, with the command itself as the payload's
+    /// <c>Command</c>: its connection names the application and the database. The listener's events come in the flow that
+    /// ran the command.
+    /// </remarks>
+    internal override IDisposable ObserveStatements(Action<ObservedStatement> onStatement) =>
+        DiagnosticListener.AllListeners.Subscribe(new SqlClientObserver(onStatement));
+
+    internal override bool IsLinqToDBVersionProbe(string sql) =>
+        sql.Equals("SELECT compatibility_level FROM sys.databases WHERE name = db_name()", StringComparison.Ordinal);
+
+    /// <summary>Subscribes to SqlClient's listener when it appears, and turns its command events into observed statements.</summary>
+    sealed class SqlClientObserver(Action<ObservedStatement> onStatement) : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>
     {
-        // Other sessions are visible with VIEW SERVER STATE; without it the list is empty and nothing is reported.
-        await using var command = new SqlCommand(
-            """
-            SELECT s.session_id, s.status, COALESCE(LEFT(t.text, 200), N'')
-            FROM sys.dm_exec_sessions s
-            LEFT JOIN sys.dm_exec_connections c ON c.session_id = s.session_id
-            OUTER APPLY sys.dm_exec_sql_text(c.most_recent_sql_handle) t
-            WHERE s.database_id = DB_ID() AND s.program_name = @application AND s.session_id <> @@SPID
-              AND (s.status <> N'sleeping' OR s.last_request_end_time >= DATEADD(millisecond, -@within, SYSDATETIME()))
-            """, (SqlConnection)connection, (SqlTransaction)transaction);
-        command.Parameters.AddWithValue("application", applicationName);
-        command.Parameters.AddWithValue("within", (int)Math.Min(within.TotalMilliseconds, int.MaxValue));
-        var sessions = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            sessions.Add($"session {reader.GetInt16(0)} ({reader.GetString(1)}), last statement: {reader.GetString(2)}");
-        return sessions;
+        const string CommandAfter = "Microsoft.Data.SqlClient.WriteCommandAfter";
+        const string CommandError = "Microsoft.Data.SqlClient.WriteCommandError";
+        const string CommandBefore = "Microsoft.Data.SqlClient.WriteCommandBefore";
+
+        static readonly ConcurrentDictionary<string, string?> ApplicationNames = new(StringComparer.Ordinal);
+
+        public void OnNext(DiagnosticListener listener)
+        {
+            if (listener.Name == "SqlClientDiagnosticListener")
+                listener.Subscribe(this, name => TestScope.Current is not null && name is CommandBefore or CommandAfter or CommandError);
+        }
+
+        public void OnNext(KeyValuePair<string, object?> diagnostic)
+        {
+            if (diagnostic.Key is not (CommandAfter or CommandError) || TestScope.Current is null)
+                return;
+            if (Property(diagnostic.Value, "Command") is not SqlCommand { Connection: { } connection } command)
+                return;
+
+            var error = diagnostic.Key == CommandError ? (Property(diagnostic.Value, "Exception") as Exception)?.Message ?? "failed" : null;
+            var applicationName = ApplicationNames.GetOrAdd(connection.ConnectionString, static text =>
+            {
+                try
+                {
+                    return new SqlConnectionStringBuilder(text).ApplicationName;
+                }
+                catch (ArgumentException)
+                {
+                    return null;
+                }
+            });
+            onStatement(new ObservedStatement(applicationName, connection.Database, command.CommandText, error));
+        }
+
+        /// <summary>A value of SqlClient's payload: a list of name and value pairs since SqlClient 5, an anonymous object before.</summary>
+        static object? Property(object? payload, string name)
+        {
+            if (payload is IEnumerable<KeyValuePair<string, object?>> pairs)
+            {
+                foreach (var pair in pairs)
+                {
+                    if (pair.Key == name)
+                        return pair.Value;
+                }
+
+                return null;
+            }
+
+            return payload?.GetType().GetProperty(name)?.GetValue(payload);
+        }
+
+        public void OnCompleted()
+        {
+        }
+
+        public void OnError(Exception error)
+        {
+        }
     }
 
     internal override void ClearPool(string connectionString)

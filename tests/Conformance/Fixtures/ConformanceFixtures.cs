@@ -47,6 +47,8 @@ public sealed class ProfilesApi : ProfilesApiSuite;
 
 public sealed class RegistrationShapes : RegistrationShapesSuite;
 
+public sealed class ConstructionShapes : ConstructionShapesSuite;
+
 public sealed class Misuse : MisuseSuite;
 
 public sealed class ModelBased : ModelBasedSuite;

@@ -87,7 +87,7 @@ public abstract class RegistrationShapesSuite : ConformanceTest
         }, db => db);
 
     [Test]
-    public async Task Resolving_outside_a_request_of_a_test_says_how_to_send_requests()
+    public async Task Resolving_outside_any_test_says_how_to_send_requests()
     {
         var services = new ServiceCollection();
         services.AddLinqToDBContext<TypedContext>((_, o) => ApplicationOptions(o));
@@ -95,7 +95,29 @@ public abstract class RegistrationShapesSuite : ConformanceTest
         await using var provider = services.BuildServiceProvider();
         await using var request = provider.CreateAsyncScope();
 
-        Assert.That(() => request.ServiceProvider.GetRequiredService<TypedContext>(),
-            Throws.InvalidOperationException.With.Message.Contains("CreateClient(Scope)"));
+        // As a hosted service would: in an execution context that no test's flows into.
+        Task<TypedContext> resolve;
+        using (ExecutionContext.SuppressFlow())
+            resolve = Task.Run(() => request.ServiceProvider.GetRequiredService<TypedContext>());
+
+        Assert.That(() => resolve, Throws.InvalidOperationException.With.Message.Contains("CreateClient(Scope)"));
+    }
+
+    [Test]
+    public Task Resolving_in_the_tests_own_flow_binds_to_the_tests_scope() =>
+        WriteThroughOutsideARequestAsync();
+
+    async Task WriteThroughOutsideARequestAsync()
+    {
+        var services = new ServiceCollection();
+        services.AddLinqToDBContext<TypedContext>((_, o) => ApplicationOptions(o));
+        LinqToDBRegistrations.BindToTestScopes(services);
+        await using var provider = services.BuildServiceProvider();
+        await using (var resolved = provider.CreateAsyncScope())
+            await resolved.ServiceProvider.GetRequiredService<TypedContext>().InsertAsync(new Item { Name = Name("resolved-in-test") });
+
+        using var check = NewShop();
+        Assert.That(await NamesAsync(check), Is.EqualTo(new[] { "resolved-in-test" }), "the test's scope sees what the resolved context wrote");
+        await EndScopeAndAssertNothingLeftAsync();
     }
 }

@@ -16,12 +16,14 @@ namespace Linq2DbTestKit.Internal;
 internal sealed class ScopeConnection : DbConnection
 {
     ConnectionState _state;
+    int _interceptorAttached;
 
-    public ScopeConnection(TestScope scope, string origin, bool tracedByLinqToDB)
+    public ScopeConnection(TestScope scope, string origin, bool tracedByLinqToDB, bool adoptedFromApplication = false)
     {
         Scope = scope;
         Origin = origin;
         TracedByLinqToDB = tracedByLinqToDB;
+        AdoptedFromApplication = adoptedFromApplication;
     }
 
     public TestScope Scope { get; }
@@ -31,6 +33,15 @@ internal sealed class ScopeConnection : DbConnection
 
     /// <summary>Whether linq2db traces what runs on this handle; the kit traces raw ADO.NET handles itself.</summary>
     public bool TracedByLinqToDB { get; }
+
+    /// <summary>
+    /// Whether the kit took this handle's place in a context the application built itself, from a connection string or a
+    /// configuration name (<see cref="ConnectionInterception"/>), rather than handing it out through the scope's options.
+    /// </summary>
+    public bool AdoptedFromApplication { get; }
+
+    /// <summary>True the first time only: the context that opened this handle is to get the kit's unwrap interceptor.</summary>
+    public bool MarkInterceptorAttached() => Interlocked.Exchange(ref _interceptorAttached, 1) == 0;
 
     /// <summary>The transaction begun on this handle, while it is active.</summary>
     public SavepointTransaction? Transaction { get; internal set; }

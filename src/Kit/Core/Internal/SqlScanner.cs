@@ -71,6 +71,33 @@ internal static class SqlScanner
         }
     }
 
+    static readonly HashSet<string> ReadingStatements = new(StringComparer.Ordinal)
+    {
+        "SELECT", "WITH", "SHOW", "VALUES", "TABLE", "EXPLAIN", "FETCH", "SET", "RESET", "DISCARD",
+        "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "LISTEN", "UNLISTEN",
+    };
+
+    static readonly HashSet<string> WritingWords = new(StringComparer.Ordinal) { "INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "TRUNCATE" };
+
+    /// <summary>
+    /// Whether <paramref name="sql"/> could change data: a statement that is not a query, or a query that inserts,
+    /// updates, deletes, merges or selects into a table. <c>SELECT … FOR UPDATE</c> only locks, and counts as a read.
+    /// </summary>
+    public static bool Writes(string sql)
+    {
+        string? previous = null;
+        foreach (var word in Words(sql))
+        {
+            if (word.StartsStatement && !ReadingStatements.Contains(word.Text))
+                return true;
+            if (WritingWords.Contains(word.Text) && !(word.Text == "UPDATE" && previous is "FOR" or "KEY"))
+                return true;
+            previous = word.Text;
+        }
+
+        return false;
+    }
+
     static bool At(string sql, int index, char c) => index < sql.Length && sql[index] == c;
 
     static bool IsWordChar(char c) => char.IsLetterOrDigit(c) || c == '_';

@@ -1,0 +1,47 @@
+namespace Linq2DbTestKit.Internal;
+
+/// <summary>A statement the driver ran, as its diagnostics report it.</summary>
+/// <param name="ApplicationName">The application name of the connection it ran on.</param>
+/// <param name="Database">The database it ran in.</param>
+/// <param name="Text">Its SQL.</param>
+/// <param name="Error">The error it failed with; <see langword="null"/> when it succeeded.</param>
+internal sealed record ObservedStatement(string? ApplicationName, string? Database, string Text, string? Error)
+{
+    /// <summary>Whether it could have changed data: anything but a query. A query that calls a function that writes counts as a read.</summary>
+    public bool Writes => SqlScanner.Writes(Text);
+}
+
+/// <summary>
+/// Attributes statements that bypass a test's scope to the test, by the flow they ran in rather than by comparing
+/// clocks: the drivers report every statement in the calling flow (Npgsql's activities, SqlClient's diagnostic events),
+/// where <see cref="TestScope.Current"/> names the test. A statement counts when it ran on a connection made with
+/// <see cref="TestDatabase.ConnectionString"/> (application name <see cref="TestDatabase.UnscopedApplicationName"/>) to
+/// the scope's database.
+/// </summary>
+/// <remarks>
+/// It costs no round trip: nothing is asked of the server. What runs outside any test's flow (a hosted service, another
+/// process) is not attributed to a test; the run's leak check catches what such code commits.
+/// </remarks>
+internal static class BypassWatch
+{
+    static readonly Lock Gate = new();
+    static readonly Dictionary<DatabaseProvider, IDisposable> Watching = [];
+
+    public static void EnsureWatching(DatabaseProvider provider)
+    {
+        lock (Gate)
+        {
+            if (!Watching.ContainsKey(provider))
+                Watching[provider] = provider.ObserveStatements(OnStatement);
+        }
+    }
+
+    static void OnStatement(ObservedStatement statement)
+    {
+        if (TestScope.Current is { } scope
+            && string.Equals(statement.ApplicationName, TestDatabase.UnscopedApplicationName, StringComparison.Ordinal)
+            && string.Equals(statement.Database, scope.Database.Name, StringComparison.Ordinal)
+            && !scope.Database.Provider.IsLinqToDBVersionProbe(statement.Text))
+            scope.RecordBypass(statement);
+    }
+}
