@@ -88,6 +88,12 @@ public abstract class DatabaseProvider
     /// <summary>Closes every other session on <paramref name="database"/> and drops it.</summary>
     internal abstract Task DropDatabaseAsync(DbConnection admin, string database, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The user tables of the database behind <paramref name="connection"/>, each with its row count and a digest of its
+    /// contents, read in one statement at read-committed: a test's uncommitted rows are not seen.
+    /// </summary>
+    internal abstract Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, CancellationToken cancellationToken);
+
     /// <summary>Removes pooled connections to the database behind <paramref name="connectionString"/>.</summary>
     internal abstract void ClearPool(string connectionString);
 
@@ -120,6 +126,9 @@ public abstract class DatabaseProvider
     /// </summary>
     internal virtual bool BulkCopyNeedsTransaction => false;
 }
+
+/// <summary>What a table holds, as the leak check compares it: the row count, and a digest of every row.</summary>
+internal readonly record struct TableContents(long Rows, string Digest);
 
 internal enum TransactionHealth
 {

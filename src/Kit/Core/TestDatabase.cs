@@ -22,6 +22,9 @@ public sealed class TestDatabase : IAsyncDisposable
     /// <summary>The application name of the kit's own connections, by which the server's session list tells them apart.</summary>
     internal const string ApplicationName = "linq2db-testkit";
 
+    /// <summary>The application name of the leak check's connections.</summary>
+    internal const string LeakCheckApplicationName = "linq2db-testkit-leak-check";
+
     /// <summary>
     /// The application name of <see cref="ConnectionString"/>: a session that carries it while a test runs has bypassed
     /// the test's scope, and <see cref="TestScope.Bypasses"/> reports it.
@@ -32,6 +35,7 @@ public sealed class TestDatabase : IAsyncDisposable
     readonly string _describedSource;
     readonly ParsedConnectionString _server;
     readonly string? _marker;
+    readonly LeakCheck? _leakCheck;
     int _disposed;
 
     TestDatabase(
@@ -60,6 +64,9 @@ public sealed class TestDatabase : IAsyncDisposable
         BypassWatch.EnsureWatching(provider);
         ConnectionString = provider.LimitLockWaits(provider.ForDatabase(givenConnectionString, name, UnscopedApplicationName, kitConnection: false));
         ScopeConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
+        ChecksForLeaks = options.CheckForLeaks;
+        if (ChecksForLeaks)
+            _leakCheck = new LeakCheck(this, provider.ForDatabase(givenConnectionString, name, LeakCheckApplicationName));
     }
 
     /// <summary>The provider of the database.</summary>
@@ -98,6 +105,9 @@ public sealed class TestDatabase : IAsyncDisposable
     /// the test's scope: <see cref="TestDatabaseOptions.InterceptConnections"/>.
     /// </summary>
     public bool InterceptsConnections { get; }
+
+    /// <summary>Whether <see cref="FindLeaksAsync"/> compares the database with its prepared state: <see cref="TestDatabaseOptions.CheckForLeaks"/>.</summary>
+    public bool ChecksForLeaks { get; }
 
     /// <summary>The default of <see cref="TestScope.StatementSavepoints"/> for the scopes of this database.</summary>
     public bool StatementSavepoints { get; }
@@ -171,6 +181,26 @@ public sealed class TestDatabase : IAsyncDisposable
         await using var connection = await ConnectAsync(provider, connectionString, server, describedSource, database, cancellationToken).ConfigureAwait(false);
         return provider.DetectLinqToDBProvider(connection);
     }
+
+    /// <summary>
+    /// Records what every table holds now, as the state every test must leave the database in: call it once the schema
+    /// and any shared seed data are in place, before the first test. <see cref="FindLeaksAsync"/> compares with it.
+    /// </summary>
+    /// <remarks>The NUnit integration calls it after <c>TestRun.PrepareDatabaseAsync</c>. Does nothing when <see cref="ChecksForLeaks"/> is off.</remarks>
+    public Task RecordPreparedStateAsync(CancellationToken cancellationToken = default) =>
+        _leakCheck?.RecordPreparedStateAsync(cancellationToken) ?? Task.CompletedTask;
+
+    /// <summary>
+    /// The tables whose committed contents differ from the state <see cref="RecordPreparedStateAsync"/> recorded, each
+    /// with its row counts: whatever persisted, however it got past the tests' scopes.
+    /// </summary>
+    /// <returns>One line per table that changed; <see langword="null"/> when none did, or no state was recorded.</returns>
+    public Task<string?> FindLeaksAsync(CancellationToken cancellationToken = default) =>
+        _leakCheck?.FindLeaksAsync(cancellationToken) ?? Task.FromResult<string?>(null);
+
+    /// <summary>The changes since the previous call (or the prepared state): each reported once, for a look after each test class.</summary>
+    internal Task<string?> FindNewLeaksAsync(CancellationToken cancellationToken = default) =>
+        _leakCheck?.FindNewLeaksAsync(cancellationToken) ?? Task.FromResult<string?>(null);
 
     /// <summary>Begins a test scope: a connection of its own and an outer transaction that its disposal rolls back.</summary>
     public Task<TestScope> BeginScopeAsync(CancellationToken cancellationToken = default) => BeginScope(async: true, cancellationToken).AsTask();

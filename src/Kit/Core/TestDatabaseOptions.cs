@@ -44,6 +44,13 @@ public sealed record TestDatabaseOptions
     public bool InterceptConnections { get; init; } = true;
 
     /// <summary>
+    /// Compare every table with its prepared state after the tests (<see cref="TestDatabase.FindLeaksAsync"/>), and fail
+    /// the run when anything persisted. Turn it off for a run that commits data on purpose.
+    /// </summary>
+    /// <value><see langword="true"/>.</value>
+    public bool CheckForLeaks { get; init; } = true;
+
+    /// <summary>
     /// Where a setting came from, for error messages: the environment variable, or <see langword="null"/> when set in code.
     /// </summary>
     internal string? ConnectionStringSource { get; init; }
@@ -51,8 +58,8 @@ public sealed record TestDatabaseOptions
     /// <summary>
     /// Reads the options for <paramref name="provider"/> from <see cref="DatabaseProvider.ConnectionVariable"/>,
     /// <see cref="TestKitEnvironment.KeepDatabaseVariable"/>, <see cref="TestKitEnvironment.ExistingDatabaseVariable"/>,
-    /// <see cref="TestKitEnvironment.AllowExistingDatabaseVariable"/>, <see cref="TestKitEnvironment.StatementSavepointsVariable"/> and
-    /// <see cref="TestKitEnvironment.InterceptConnectionsVariable"/>.
+    /// <see cref="TestKitEnvironment.AllowExistingDatabaseVariable"/>, <see cref="TestKitEnvironment.StatementSavepointsVariable"/>,
+    /// <see cref="TestKitEnvironment.InterceptConnectionsVariable"/> and <see cref="TestKitEnvironment.LeakCheckVariable"/>.
     /// </summary>
     /// <exception cref="TestKitConfigurationException">A yes/no variable holds something else.</exception>
     public static TestDatabaseOptions FromEnvironment(DatabaseProvider provider) => FromEnvironment(provider, Environment.GetEnvironmentVariable);
@@ -72,6 +79,7 @@ public sealed record TestDatabaseOptions
             AllowExistingDatabase = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.AllowExistingDatabaseVariable),
             StatementSavepoints = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.StatementSavepointsVariable),
             InterceptConnections = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.InterceptConnectionsVariable, defaultValue: true),
+            CheckForLeaks = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.LeakCheckVariable, defaultValue: true),
         };
     }
 }

@@ -16,6 +16,8 @@ namespace Linq2DbTestKit;
 /// (PostgreSQL), so that a failed statement does not abort the test's transaction.</description></item>
 /// <item><term><c>TESTKIT_INTERCEPT_CONNECTIONS</c></term><description><c>false</c> stops linq2db contexts that the application
 /// builds itself from joining the test's scope.</description></item>
+/// <item><term><c>TESTKIT_LEAK_CHECK</c></term><description><c>false</c> turns off the comparison of every table with its
+/// prepared state after the tests, for runs that commit data on purpose.</description></item>
 /// </list>
 /// </remarks>
 public static class TestKitEnvironment
@@ -37,6 +39,9 @@ public static class TestKitEnvironment
 
     /// <summary>The variable that turns off <see cref="TestDatabaseOptions.InterceptConnections"/> when set to <c>false</c>.</summary>
     public const string InterceptConnectionsVariable = "TESTKIT_INTERCEPT_CONNECTIONS";
+
+    /// <summary>The variable that turns off <see cref="TestDatabaseOptions.CheckForLeaks"/> when set to <c>false</c>.</summary>
+    public const string LeakCheckVariable = "TESTKIT_LEAK_CHECK";
 
     /// <summary>The provider used when <see cref="ProviderVariable"/> is not set.</summary>
     public const string DefaultProvider = "postgres";

@@ -5,7 +5,8 @@ namespace Linq2DbTestKit.NUnit;
 /// <summary>
 /// The set-up of a test assembly's run: derive a <c>[SetUpFixture]</c> from it, outside any namespace, naming the provider.
 /// Before the first test it checks the server and creates the run's database, then lets <see cref="PrepareDatabaseAsync"/>
-/// apply the schema once; after the last test it drops the database.
+/// apply the schema once and records what every table holds; after the last test it compares every table with that,
+/// failing the run when anything persisted, and drops the database.
 /// </summary>
 /// <remarks>
 /// When <see cref="TestKitEnvironment.ProviderVariable"/> selects another provider, every test of the assembly is reported
@@ -58,6 +59,7 @@ public abstract class TestRun
         try
         {
             await PrepareDatabaseAsync(_database, TestContext.CurrentContext.CancellationToken).ConfigureAwait(false);
+            await _database.RecordPreparedStateAsync(TestContext.CurrentContext.CancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -66,7 +68,10 @@ public abstract class TestRun
         }
     }
 
-    /// <summary>Drops the run's database, unless it is to be kept. Runs once, after the last test.</summary>
+    /// <summary>
+    /// Compares every table with its prepared state, then drops the run's database, unless it is to be kept. Runs once,
+    /// after the last test; fails the run when anything the tests did persisted.
+    /// </summary>
     [OneTimeTearDown]
     public async Task EndRunAsync()
     {
@@ -74,10 +79,41 @@ public abstract class TestRun
         if (database is null)
             return;
 
-        Interlocked.CompareExchange(ref current, null, this);
-        await database.DisposeAsync().ConfigureAwait(false);
-        if (database.KeepsDatabase)
-            await TestContext.Progress.WriteLineAsync($"linq2db-testkit: kept {database}").ConfigureAwait(false);
+        string? leaks;
+        try
+        {
+            leaks = await database.FindLeaksAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.CompareExchange(ref current, null, this);
+            await database.DisposeAsync().ConfigureAwait(false);
+            if (database.KeepsDatabase)
+                await TestContext.Progress.WriteLineAsync($"linq2db-testkit: kept {database}").ConfigureAwait(false);
+        }
+
+        if (leaks is not null)
+        {
+            var message = $"Data persisted in the run's database after the tests, although every test's scope was rolled back: something committed " +
+                          $"outside the scopes (code that connected on its own, in a test or in the background).\n  {leaks}\n" +
+                          "The lines 'linq2db-testkit: after …' above say after which test class each change was first seen. A test that fails with " +
+                          $"a bypass report names its statements. To commit seed data on purpose, do it in PrepareDatabaseAsync, or set {TestKitEnvironment.LeakCheckVariable}=false.";
+            await TestContext.Progress.WriteLineAsync($"linq2db-testkit: {message}").ConfigureAwait(false);
+            Assert.Fail(message);
+        }
+
+        if (database.ChecksForLeaks)
+            await TestContext.Progress.WriteLineAsync($"linq2db-testkit: after the run, every table of {database.Name} holds what it held once prepared").ConfigureAwait(false);
+    }
+
+    /// <summary>After a test class: reports, once, what persisted since the previous look.</summary>
+    internal static void CheckAfterClass(string testClass)
+    {
+        if (current?._database is not { ChecksForLeaks: true } database)
+            return;
+
+        if (database.FindNewLeaksAsync().GetAwaiter().GetResult() is { } leaks)
+            TestContext.Progress.WriteLine($"linq2db-testkit: after {testClass} (and the classes that ran beside it), committed data persisted:\n  {leaks}");
     }
 
     /// <summary>

@@ -6,7 +6,7 @@ namespace Linq2DbTestKit.NUnit;
 
 /// <summary>
 /// Gives each test of a class its own <see cref="TestScope"/>, current in the test's flow from before its
-/// <c>[SetUp]</c> to after its <c>[TearDown]</c>.
+/// <c>[SetUp]</c> to after its <c>[TearDown]</c>; after the class, looks for data that persisted.
 /// </summary>
 /// <remarks>
 /// An action on the class runs around the test's set-up, body and tear-down, synchronously and in the same execution
@@ -18,10 +18,13 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
 {
     static readonly ConcurrentDictionary<string, TestScope> Scopes = new(StringComparer.Ordinal);
 
-    public ActionTargets Targets => ActionTargets.Test;
+    public ActionTargets Targets => ActionTargets.Test | ActionTargets.Suite;
 
     public void BeforeTest(ITest test)
     {
+        if (test.IsSuite)
+            return;
+
         var scope = TestRun.Database.BeginScope();
         Scopes[test.Id] = scope;
         TestScope.SetCurrent(scope);
@@ -29,6 +32,13 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
 
     public void AfterTest(ITest test)
     {
+        if (test.IsSuite)
+        {
+            // A failure here would not reach NUnit's results; the class check reports, and the run's end fails.
+            TestRun.CheckAfterClass(test.FullName);
+            return;
+        }
+
         if (!Scopes.TryRemove(test.Id, out var scope))
             return;
 

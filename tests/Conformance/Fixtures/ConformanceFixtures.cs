@@ -38,9 +38,14 @@ public sealed class DatabaseLifecycle : DatabaseLifecycleSuite;
 [Explicit("fails on purpose; NUnitIntegration runs it in a child test run")]
 public sealed class DeliberateFailure : DeliberateFailureSuite;
 
+[Explicit("commits a row on purpose; NUnitIntegration runs it in a child test run")]
+public sealed class DeliberateLeak : DeliberateLeakSuite;
+
 public sealed class NUnitIntegration : NUnitIntegrationSuite
 {
     protected override string DeliberateFailureFixture => typeof(DeliberateFailure).FullName!;
+
+    protected override string DeliberateLeakFixture => typeof(DeliberateLeak).FullName!;
 }
 
 public sealed class ProfilesApi : ProfilesApiSuite;
@@ -48,6 +53,8 @@ public sealed class ProfilesApi : ProfilesApiSuite;
 public sealed class RegistrationShapes : RegistrationShapesSuite;
 
 public sealed class ConstructionShapes : ConstructionShapesSuite;
+
+public sealed class ApplicationStart : ApplicationStartSuite;
 
 public sealed class Misuse : MisuseSuite;
 

@@ -40,6 +40,33 @@ public abstract class DeliberateFailureSuite : ConformanceTest
     }
 
     [Test]
+    public async Task Reads_through_a_connection_of_its_own()
+    {
+        var database = Linq2DbTestKit.NUnit.TestRun.Database;
+        await using var own = database.Provider.CreateConnection(database.ConnectionString);
+        await own.OpenAsync();
+        await using var command = own.CreateCommand();
+        command.CommandText = $"SELECT COUNT(*) FROM items WHERE name = '{RunTag}-read'";
+        await command.ExecuteScalarAsync();
+    }
+
+    [Test]
+    public async Task Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds()
+    {
+        using (var db = NewShop())
+            db.Insert(new Item { Name = $"{RunTag}-held" });
+
+        // The same unique name from outside the scope waits for the scope's insert, which waits for the test: the
+        // connection string's lock wait limit ends the wait, and the application handles the error as it would a timeout.
+        var database = Linq2DbTestKit.NUnit.TestRun.Database;
+        await using var own = database.Provider.CreateConnection(database.ConnectionString);
+        await own.OpenAsync();
+        await using var command = own.CreateCommand();
+        command.CommandText = $"INSERT INTO items (name, quantity) VALUES ('{RunTag}-held', 1)";
+        Assert.That(() => command.ExecuteNonQueryAsync(), Throws.InstanceOf<System.Data.Common.DbException>());
+    }
+
+    [Test]
     public void Throws_inside_a_committed_application_transaction()
     {
         using var db = NewShop();
@@ -47,6 +74,35 @@ public abstract class DeliberateFailureSuite : ConformanceTest
         db.Insert(new Item { Name = $"{RunTag}-exception" });
         transaction.Commit();
         throw new InvalidOperationException("this test throws on purpose");
+    }
+}
+
+/// <summary>
+/// A test that commits a row on a connection it closes before it ends, from a flow that is not the test's: nothing
+/// attributes it to the test, and only the run's leak check can see it. Run only by <see cref="NUnitIntegrationSuite"/>.
+/// </summary>
+public abstract class DeliberateLeakSuite : ConformanceTest
+{
+    [Test]
+    public async Task Commits_a_row_on_a_connection_it_closes_from_outside_its_flow()
+    {
+        var database = Linq2DbTestKit.NUnit.TestRun.Database;
+        Task commit;
+        using (ExecutionContext.SuppressFlow())
+        {
+            commit = Task.Run(async () =>
+            {
+                var unpooled = database.Provider.ForDatabase(database.ConnectionString, null, "a-background-worker") + ";Pooling=false";
+                await using var own = database.Provider.CreateConnection(unpooled);
+                await own.OpenAsync();
+                await using var command = own.CreateCommand();
+                command.CommandText = "INSERT INTO items (name, quantity) VALUES ('leaked-by-a-closed-connection', 1)";
+                await command.ExecuteNonQueryAsync();
+            });
+        }
+
+        await commit;
+        Assert.That(Scope.Bypasses, Is.Empty, "nothing ties the write to this test");
     }
 }
 
@@ -65,33 +121,40 @@ public abstract class NUnitIntegrationSuite
     {
         var tag = $"d{Guid.NewGuid():N}"[..13];
         var results = Path.Combine(Path.GetTempPath(), $"testkit-child-{tag}");
-        var assembly = GetType().Assembly.Location;
 
-        var start = new ProcessStartInfo("dotnet")
-        {
-            ArgumentList = { "test", assembly, "--filter", $"FullyQualifiedName~{DeliberateFailureFixture}", "--logger", "trx;LogFileName=child.trx", "--results-directory", results },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            Environment = { [DeliberateFailureSuite.TagVariable] = tag },
-        };
-        using var child = Process.Start(start)!;
-        var output = child.StandardOutput.ReadToEndAsync();
-        var errors = child.StandardError.ReadToEndAsync();
-        await child.WaitForExitAsync();
-        var log = await output + await errors;
+        var (exitCode, log) = await RunChildAsync(DeliberateFailureFixture,
+            ["--logger", "trx;LogFileName=child.trx", "--results-directory", results],
+            new Dictionary<string, string> { [DeliberateFailureSuite.TagVariable] = tag });
 
-        Assert.That(child.ExitCode, Is.Not.Zero, "the child run reports its failures:\n" + log);
+        Assert.That(exitCode, Is.Not.Zero, "the child run reports its failures:\n" + log);
         var trx = XDocument.Load(Path.Combine(results, "child.trx"));
         XNamespace ns = "http://microsoft.com/schemas/VisualStudio/TeamTest/2010";
         var tests = trx.Descendants(ns + "UnitTestResult").ToDictionary(r => (string)r.Attribute("testName")!, r => r);
-        Assert.That(tests.Keys, Is.EquivalentTo(new[] { "Fails_after_writing", "Throws_inside_a_committed_application_transaction", "Writes_through_a_connection_of_its_own" }), log);
+        Assert.That(tests.Keys, Is.EquivalentTo(new[]
+        {
+            "Fails_after_writing", "Throws_inside_a_committed_application_transaction", "Writes_through_a_connection_of_its_own",
+            "Reads_through_a_connection_of_its_own", "Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds",
+        }), log);
 
-        var bypass = tests["Writes_through_a_connection_of_its_own"];
-        tests.Remove("Writes_through_a_connection_of_its_own");
-        Assert.That((string?)bypass.Attribute("outcome"), Is.EqualTo("Failed"), "a test that bypassed its scope fails");
-        Assert.That((string?)bypass.Descendants(ns + "Message").SingleOrDefault(),
-            Does.Contain("connected to the run's database with TestRun.Database.ConnectionString").And.Contain("What it wrote is committed")
-                .And.Contain("wrote: INSERT INTO items").And.Contain("wrote: DELETE FROM items"));
+        string BypassMessage(string test)
+        {
+            var result = tests[test];
+            tests.Remove(test);
+            Assert.That((string?)result.Attribute("outcome"), Is.EqualTo("Failed"), $"{test}: a test that bypassed its scope fails");
+            var message = (string?)result.Descendants(ns + "Message").SingleOrDefault() ?? string.Empty;
+            Assert.That(message, Does.Contain("connected to the run's database with TestRun.Database.ConnectionString"), test);
+            return message;
+        }
+
+        Assert.That(BypassMessage("Writes_through_a_connection_of_its_own"),
+            Does.Contain("What it wrote is committed").And.Contain("wrote: INSERT INTO items").And.Contain("wrote: DELETE FROM items"));
+        Assert.That(BypassMessage("Reads_through_a_connection_of_its_own"),
+            Does.Contain("It only read").And.Contain("read: SELECT COUNT(*) FROM items").And.Not.Contain("committed and outlives"));
+        var waited = tests["Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds"];
+        Assert.That(BypassMessage("Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds"),
+            Does.Contain("Its statements failed").And.Contain("failed: INSERT INTO items"));
+        Assert.That(TimeSpan.Parse((string)waited.Attribute("duration")!, System.Globalization.CultureInfo.InvariantCulture), Is.LessThan(TimeSpan.FromSeconds(30)),
+            "the wait for the scope's row ended within the lock wait limit, not with the test run's hang timeout");
 
         foreach (var (name, result) in tests)
         {
@@ -103,5 +166,39 @@ public abstract class NUnitIntegrationSuite
 
         Assert.That(await Outside.CountItemsAsync(tag), Is.Zero, "what the failed tests wrote was rolled back");
         Directory.Delete(results, recursive: true);
+    }
+
+    /// <summary>The name of the sealed fixture derived from <see cref="DeliberateLeakSuite"/> in the test project.</summary>
+    protected abstract string DeliberateLeakFixture { get; }
+
+    [Test]
+    public async Task A_row_committed_on_a_connection_closed_before_the_test_ended_fails_the_run_naming_the_table()
+    {
+        var (exitCode, log) = await RunChildAsync(DeliberateLeakFixture, ["--logger", "console;verbosity=normal"], new Dictionary<string, string>());
+
+        Assert.That(exitCode, Is.Not.Zero, "the child run fails:\n" + log);
+        Assert.That(log, Does.Contain("Data persisted in the run's database after the tests")
+            .And.Contain("items: 0 rows before, 1 row now")
+            .And.Contain("after Linq2DbTestKit.Tests.DeliberateLeak"));
+    }
+
+    /// <summary>Runs the tests of <paramref name="fixture"/> in a child <c>dotnet test</c> of this test project; its exit code and what it printed.</summary>
+    async Task<(int ExitCode, string Log)> RunChildAsync(string fixture, string[] arguments, Dictionary<string, string> environment)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { "test", GetType().Assembly.Location, "--filter", $"FullyQualifiedName~{fixture}" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var argument in arguments)
+            start.ArgumentList.Add(argument);
+        foreach (var (name, value) in environment)
+            start.Environment[name] = value;
+        using var child = Process.Start(start)!;
+        var output = child.StandardOutput.ReadToEndAsync();
+        var errors = child.StandardError.ReadToEndAsync();
+        await child.WaitForExitAsync();
+        return (child.ExitCode, await output + await errors);
     }
 }

@@ -79,6 +79,8 @@ internal static class ConnectionInterception
     static bool Targets(TestScope scope, IDataProvider provider, DbConnection connection)
     {
         var database = scope.Database;
+        if (!database.InterceptsConnections)
+            return false;
         if (!string.Equals(provider.ConnectionNamespace, database.LinqToDBProvider.ConnectionNamespace, StringComparison.Ordinal))
             return false;
 

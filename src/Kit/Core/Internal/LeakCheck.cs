@@ -1,0 +1,81 @@
+using System.Globalization;
+
+namespace Linq2DbTestKit.Internal;
+
+/// <summary>
+/// The run's backstop against anything that persists: what every table held once the run's database was prepared,
+/// compared with what it holds later. It sees every way a row can be committed — a connection closed before the test
+/// ended, a statement that slipped past the kit, another process — because it looks at the tables themselves.
+/// </summary>
+/// <remarks>
+/// It reads committed data only, so tests running meanwhile, whose writes are uncommitted, do not disturb it. It
+/// cannot tell which test committed a change; the per-test bypass report can, for code that runs in the test's flow.
+/// </remarks>
+internal sealed class LeakCheck(TestDatabase database, string connectionString)
+{
+    readonly Lock _gate = new();
+    IReadOnlyDictionary<string, TableContents>? _prepared;
+    IReadOnlyDictionary<string, TableContents>? _lastSeen;
+
+    public bool HasPreparedState => Volatile.Read(ref _prepared) is not null;
+
+    public async Task RecordPreparedStateAsync(CancellationToken cancellationToken)
+    {
+        var contents = await ReadAsync(cancellationToken).ConfigureAwait(false);
+        lock (_gate)
+            _prepared = _lastSeen = contents;
+    }
+
+    /// <summary>The changes since the prepared state; <see langword="null"/> when there are none.</summary>
+    public async Task<string?> FindLeaksAsync(CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _prepared) is not { } prepared)
+            return null;
+        return Describe(prepared, await ReadAsync(cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>The changes since the last look, which this look replaces: each change is reported once.</summary>
+    public async Task<string?> FindNewLeaksAsync(CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _prepared) is null)
+            return null;
+
+        var now = await ReadAsync(cancellationToken).ConfigureAwait(false);
+        IReadOnlyDictionary<string, TableContents> before;
+        lock (_gate)
+        {
+            before = _lastSeen!;
+            _lastSeen = now;
+        }
+
+        return Describe(before, now);
+    }
+
+    async Task<IReadOnlyDictionary<string, TableContents>> ReadAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = database.Provider.CreateConnection(connectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        return await database.Provider.ReadTableContentsAsync(connection, cancellationToken).ConfigureAwait(false);
+    }
+
+    static string? Describe(IReadOnlyDictionary<string, TableContents> before, IReadOnlyDictionary<string, TableContents> after)
+    {
+        var changes = new List<string>();
+        foreach (var (table, was) in before.OrderBy(t => t.Key, StringComparer.Ordinal))
+        {
+            if (!after.TryGetValue(table, out var now))
+                changes.Add($"{table}: the table is gone (it had {Rows(was.Rows)})");
+            else if (now.Rows != was.Rows)
+                changes.Add($"{table}: {Rows(was.Rows)} before, {Rows(now.Rows)} now");
+            else if (now.Digest != was.Digest)
+                changes.Add($"{table}: {Rows(now.Rows)} before and now, but their contents changed");
+        }
+
+        foreach (var (table, now) in after.Where(t => !before.ContainsKey(t.Key)).OrderBy(t => t.Key, StringComparer.Ordinal))
+            changes.Add($"{table}: a new table, with {Rows(now.Rows)}");
+
+        return changes.Count == 0 ? null : string.Join("\n  ", changes);
+    }
+
+    static string Rows(long count) => count == 1 ? "1 row" : string.Create(CultureInfo.InvariantCulture, $"{count} rows");
+}
