@@ -41,6 +41,27 @@ public abstract class BulkCopySuite(Mode mode) : ConformanceTest
     }
 
     [Test]
+    public async Task Provider_specific_bulk_copy_of_a_context_the_application_built_itself_runs_natively_in_the_tests_transaction()
+    {
+        await using var db = ConstructionShapesSuite.Build(Construction.ProviderSpecificOptions);
+        await using (var transaction = await db.BeginTransactionAsync())
+        {
+            var items = Items(200);
+            var copied = mode == Mode.Async
+                ? await db.BulkCopyAsync(new BulkCopyOptions { BulkCopyType = BulkCopyType.ProviderSpecific }, items)
+                : db.BulkCopy(new BulkCopyOptions { BulkCopyType = BulkCopyType.ProviderSpecific }, items);
+            Assert.That(copied.RowsCopied, Is.EqualTo(200));
+            await transaction.CommitAsync();
+        }
+
+        using (var check = NewShop())
+            Assert.That(check.Items.Count(i => i.Name.StartsWith(Tag)), Is.EqualTo(200));
+        Assert.That(Scope.Trace, Does.Contain("the application's DataConnection").And.Not.Contain("INSERT INTO"),
+            "the rows went through the driver's own bulk path, not linq2db's INSERT fallback on the kit's connection");
+        await EndScopeAndAssertNothingLeftAsync();
+    }
+
+    [Test]
     public async Task Bulk_copy_inside_an_application_transaction_rolls_back_with_it()
     {
         using var db = NewShop();
