@@ -68,14 +68,56 @@ public abstract class DatabaseProvider
     /// <summary>The statement the driver sends for a savepoint action, as the trace shows it; <see langword="null"/> where the database has none (SQL Server's release).</summary>
     internal abstract string? SavepointStatement(SavepointAction action, string name);
 
+    /// <summary>
+    /// The statement the kit sends itself for a savepoint action, instead of the driver's savepoint API;
+    /// <see langword="null"/> to use the driver's.
+    /// </summary>
+    internal virtual string? SavepointSentAsStatement(SavepointAction action, string name) => null;
+
     /// <summary>The name of the savepoint with this sequence number, within the database's limits.</summary>
     internal abstract string SavepointName(long number);
 
     /// <summary>A unique, valid name for a run's database, beginning with <paramref name="prefix"/>.</summary>
     internal string DatabaseName(string prefix, string runId) => $"{prefix}_{runId}";
 
-    /// <summary>Whether <paramref name="sql"/> would begin, end or change a transaction on the server behind the kit's back.</summary>
-    internal abstract bool ControlsTransaction(string sql);
+    /// <summary>The lexical rules of the database's SQL.</summary>
+    internal abstract SqlDialect Dialect { get; }
+
+    /// <summary>What <paramref name="sql"/>, about to run on <paramref name="connection"/>, does to transactions.</summary>
+    internal virtual StatementControl ClassifyStatement(string sql, DbConnection connection) => TransactionStatements.Classify(sql, Dialect);
+
+    /// <summary>
+    /// Whether <paramref name="transaction"/> is still open, as the driver knows it without asking the server: a
+    /// statement that committed or rolled it back, or a server that ended it, leaves the driver's transaction completed.
+    /// </summary>
+    internal virtual bool IsOpen(DbTransaction transaction)
+    {
+        try
+        {
+            // Both drivers refuse to report the isolation level of a transaction that has completed.
+            _ = transaction.IsolationLevel;
+            return transaction.Connection is not null;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// The statements that end an application transaction as committed, checking first what its real commit would
+    /// check (PostgreSQL's deferred constraints); <see langword="null"/> where a commit sends nothing (SQL Server).
+    /// </summary>
+    internal virtual string? CheckDeferredConstraintsAndRelease(string savepoint) => null;
+
+    /// <summary>
+    /// The statements that end a scope in one round trip: the rollback of the test's transaction, and whatever a session
+    /// keeps beyond it that others could wait for; <see langword="null"/> to roll back through the driver's transaction.
+    /// </summary>
+    internal virtual string? EndOfScopeBatch => null;
+
+    /// <summary>A statement that succeeds unless the transaction is aborted: the kit's question whether it is.</summary>
+    internal virtual string HealthProbe => "SELECT 1";
 
     internal abstract Task<bool> DatabaseExistsAsync(DbConnection admin, string database, CancellationToken cancellationToken);
 
@@ -100,15 +142,11 @@ public abstract class DatabaseProvider
     /// <summary>Why opening a connection failed, in the terms the kit reports.</summary>
     internal abstract ConnectFailure ClassifyConnectFailure(Exception exception);
 
-    /// <summary>What a failed statement did to the test's transaction.</summary>
-    internal abstract StatementFailure ClassifyStatementFailure(Exception exception);
-
     /// <summary>
-    /// After a statement failed without aborting the transaction by the rules of <see cref="ClassifyStatementFailure"/>:
-    /// whether the test's transaction can go on. SQL Server can doom it or roll it back whole; PostgreSQL needs no look.
+    /// What a failed statement did to the test's transaction, by the error and by what the driver says of
+    /// <paramref name="connection"/> afterwards: a timeout on a connection that stays open is not a lost connection.
     /// </summary>
-    internal virtual ValueTask<TransactionHealth> InspectAfterFailure(DbConnection connection, DbTransaction transaction, bool async, CancellationToken cancellationToken) =>
-        ValueTask.FromResult(TransactionHealth.Usable);
+    internal abstract StatementFailure ClassifyStatementFailure(Exception exception, DbConnection connection);
 
     /// <summary>
     /// Starts reporting every statement the driver runs in this process, from the driver's own diagnostics, in the flow
@@ -129,17 +167,6 @@ public abstract class DatabaseProvider
 
 /// <summary>What a table holds, as the leak check compares it: the row count, and a digest of every row.</summary>
 internal readonly record struct TableContents(long Rows, string Digest);
-
-internal enum TransactionHealth
-{
-    Usable,
-
-    /// <summary>It can only be rolled back as a whole (SQL Server's XACT_STATE() = -1).</summary>
-    Doomed,
-
-    /// <summary>The server rolled it back whole: a deadlock victim, a trigger's ROLLBACK, XACT_ABORT.</summary>
-    Ended,
-}
 
 /// <summary>A connection string the kit has parsed: what it needs for messages and for connecting to the run's database.</summary>
 /// <param name="Server">Host and port, for messages.</param>
@@ -180,6 +207,9 @@ internal enum StatementFailure
 
     /// <summary>The statement was refused because an earlier failure had already aborted the transaction.</summary>
     TransactionAlreadyAborted,
+
+    /// <summary>The statement was cut short (a timeout, a cancellation) on a connection that stays open: the server may have cancelled it, which aborts the transaction (PostgreSQL).</summary>
+    MayHaveAborted,
 
     /// <summary>The connection to the server is gone.</summary>
     ConnectionLost,

@@ -232,7 +232,7 @@ public sealed class TestDatabase : IAsyncDisposable
         catch (Exception exception) when (exception is not OperationCanceledException)
         {
             await connection.DisposeAsync().ConfigureAwait(false);
-            if (Provider.ClassifyStatementFailure(exception) == StatementFailure.ConnectionLost)
+            if (Provider.ClassifyStatementFailure(exception, connection) == StatementFailure.ConnectionLost)
                 OnConnectionLost();
             throw ConnectError(Provider, exception, _server, _describedSource, Name);
         }

@@ -22,30 +22,26 @@ namespace Linq2DbTestKit;
 /// Sequences and identity values are not rolled back by the database: tests must not assert on generated ids.
 /// </para>
 /// </remarks>
-public sealed class TestScope : IDisposable, IAsyncDisposable
+public sealed partial class TestScope : IDisposable, IAsyncDisposable
 {
     const int Active = 0, Ending = 1, Ended = 2;
+    const int MaxBypassesKept = 20;
 
     static readonly ConcurrentDictionary<string, TestScope> Open = new(StringComparer.Ordinal);
     static readonly AsyncLocal<TestScope?> CurrentScope = new();
-    static readonly TimeSpan ReaderWait = TimeSpan.FromSeconds(30);
-    const string StatementSavepoint = "testkit_statement";
-    const int MaxBypassesKept = 20;
 
+    /// <summary>Held by whatever uses the scope's one connection: a statement, a savepoint operation, a bulk copy, the end.</summary>
     readonly SemaphoreSlim _gate = new(1, 1);
-    readonly List<SavepointTransaction> _savepoints = [];
+    readonly TransactionLedger _ledger = new();
     readonly Lock _dbLock = new();
-    long _savepointNumber;
-    long _sequence;
+    readonly List<ObservedStatement> _bypasses = [];
+    readonly List<string> _divergences = [];
+    readonly Func<DataOptions, DbConnection> _connectionFactory;
     int _connectionNumber;
     int _state;
-    bool _statementSavepointOpen;
     DataConnection? _db;
-    FailedStatement? _abortedBy;
     Fatal? _fatal;
-    (DbDataReader Reader, ScopeConnection Owner)? _openReader;
-    readonly Func<DataOptions, DbConnection> _connectionFactory;
-    readonly List<ObservedStatement> _bypasses = [];
+    (DbDataReader Reader, TestScopeConnection Owner)? _openReader;
 
     internal TestScope(TestDatabase database, DbConnection native, DbTransaction outer)
     {
@@ -102,6 +98,7 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     /// It costs a round trip per statement. SQL Server rolls back a failed statement alone anyway; there it does nothing.
     /// </summary>
     /// <value>By default, <see cref="TestDatabase.StatementSavepoints"/>.</value>
+    /// <remarks>Turning it off releases the last statement's savepoint before the next statement runs.</remarks>
     public bool StatementSavepoints { get; set; }
 
     bool WrapsStatements => StatementSavepoints && Provider.FailedStatementAbortsTransaction;
@@ -241,10 +238,43 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
     /// <inheritdoc />
     public override string ToString() => $"test scope {Id[..8]} in {Database}";
 
-    /// <summary>Rolls back the test's transaction, whatever the code under test committed, and returns the connection.</summary>
-    public void Dispose() => End(async: false).GetAwaiter().GetResult();
+    /// <summary>
+    /// Where this test's scope behaved differently from production, as far as the kit could tell: one description each,
+    /// oldest first. Disposing the scope fails with them, since the test's result may not hold outside the test.
+    /// </summary>
+    public IReadOnlyList<string> Divergences
+    {
+        get
+        {
+            lock (_divergences)
+                return [.. _divergences];
+        }
+    }
+
+    /// <summary>
+    /// The driver's own connection behind <paramref name="connection"/>, a connection of a test scope (what a
+    /// <c>DataConnection</c> built in a test holds, or what <see cref="OpenConnection"/> returned), for driver-specific
+    /// features the kit does not offer: casting the scope's connection to <c>NpgsqlConnection</c> or <c>SqlConnection</c> fails.
+    /// </summary>
+    /// <remarks>
+    /// What runs on it runs in the test's transaction but outside the kit's bookkeeping: no statement savepoints, no
+    /// trace, no turn-taking with the scope's other connections. Never commit or roll back through it.
+    /// </remarks>
+    /// <returns>The driver's connection; <paramref name="connection"/> itself when it is not a test scope's.</returns>
+    public static DbConnection GetDriverConnection(DbConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        return connection is TestScopeConnection handle ? handle.Scope.Native : connection;
+    }
 
     /// <summary>Rolls back the test's transaction, whatever the code under test committed, and returns the connection.</summary>
+    /// <exception cref="TestScopeException">
+    /// The test's transaction had ended before the scope did (something committed it), or the scope diverged from
+    /// production (<see cref="Divergences"/>).
+    /// </exception>
+    public void Dispose() => End(async: false).GetAwaiter().GetResult();
+
+    /// <inheritdoc cref="Dispose"/>
     public ValueTask DisposeAsync() => End(async: true);
 
     internal static TestScope? Find(string id) => Open.GetValueOrDefault(id);
@@ -255,510 +285,29 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
             throw Misuse.ScopeEnded(this);
     }
 
-    ScopeConnection NewConnection(string kind, bool tracedByLinqToDB)
+    TestScopeConnection NewConnection(string kind, bool tracedByLinqToDB)
     {
         ThrowIfEnded();
-        return new ScopeConnection(this, $"{kind} #{Interlocked.Increment(ref _connectionNumber)}", tracedByLinqToDB);
+        return new TestScopeConnection(this, $"{kind} #{Interlocked.Increment(ref _connectionNumber)}", tracedByLinqToDB);
     }
 
     /// <summary>A handle for a context the application built itself, in place of the connection linq2db created for it.</summary>
-    internal ScopeConnection AdoptConnection()
+    internal TestScopeConnection AdoptConnection()
     {
         ThrowIfEnded();
-        return new ScopeConnection(this, $"the application's DataConnection #{Interlocked.Increment(ref _connectionNumber)}", tracedByLinqToDB: false, adoptedFromApplication: true);
+        return new TestScopeConnection(this, $"the application's DataConnection #{Interlocked.Increment(ref _connectionNumber)}", tracedByLinqToDB: false, adoptedFromApplication: true);
     }
 
-    internal async ValueTask<T> Execute<T>(
-        ScopeCommand command,
-        CommandBehavior behavior,
-        bool async,
-        Func<DbCommand, CommandBehavior, bool, CancellationToken, ValueTask<T>> run,
-        CancellationToken cancellationToken)
+    void Diverged(string description)
     {
-        var connection = command.ScopeConnection;
-        connection.ThrowIfClosed();
-
-        var sql = command.CommandText ?? string.Empty;
-        if (Provider.ControlsTransaction(sql))
-            throw Misuse.TransactionStatement(sql, connection.Origin);
-        if (System.Transactions.Transaction.Current is not null)
-            throw Misuse.TransactionScope();
-        if (!connection.TracedByLinqToDB)
-            TraceLog.Add(connection.Origin, sql, ScopeTrace.Parameters(command.Inner));
-
-        await Enter(connection, async, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            if (WrapsStatements)
-                await OpenStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
-            command.Inner.Transaction = Outer;
-            var result = await run(command.Inner, behavior, async, cancellationToken).ConfigureAwait(false);
-            if (result is DbDataReader reader)
-                _openReader = (reader, connection);
-            return result;
-        }
-        catch (Exception exception)
-        {
-            var replacement = OnStatementFailed(sql, connection, exception);
-            if (replacement is null && _statementSavepointOpen && _fatal is null)
-                await RollBackStatement(async).ConfigureAwait(false);
-            if (replacement is null)
-                await InspectAfterFailure(sql, connection, exception, async).ConfigureAwait(false);
-            if (replacement is null)
-                throw;
-            throw replacement;
-        }
-        finally
-        {
-            _gate.Release();
-        }
+        RecordDivergence(description);
+        TraceLog.Add($"↑ unlike production: {description}");
     }
 
-    /// <summary>Asks the provider whether the transaction survived a failed statement; records it when it did not.</summary>
-    async ValueTask InspectAfterFailure(string sql, ScopeConnection connection, Exception exception, bool async)
+    internal void RecordDivergence(string description)
     {
-        if (_fatal is not null || exception is OperationCanceledException)
-            return;
-
-        TransactionHealth health;
-        try
-        {
-            health = await Provider.InspectAfterFailure(Native, Outer, async, CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception inspection) when (Provider.ClassifyStatementFailure(inspection) == StatementFailure.ConnectionLost)
-        {
-            _fatal = new Fatal(FatalKind.Lost, $"The connection of {this} to {Provider.DisplayName} was lost after {connection.Origin} ran {Misuse.Shorten(sql)} ({inspection.Message}). Nothing the test wrote was committed.");
-            return;
-        }
-
-        var statement = $"{connection.Origin} ran {Misuse.Shorten(sql)} and it failed: {exception.Message}";
-        switch (health)
-        {
-            case TransactionHealth.Doomed:
-                _fatal = new Fatal(FatalKind.Doomed,
-                    $"{Provider.DisplayName} doomed the test's transaction (XACT_STATE() = -1) when {statement}. A doomed transaction can only be rolled back " +
-                    "as a whole, not to a savepoint, so nothing more can run in this test; nothing it wrote was committed. Outside a test the application's " +
-                    "own transaction would roll back alone: test the recovery from this error with the statement outside XACT_ABORT and TRY…CATCH, or end the test at the error.");
-                TraceLog.Add("↑ this failure doomed the test's transaction (XACT_STATE() = -1): nothing more can run in this test");
-                break;
-            case TransactionHealth.Ended:
-                _fatal = new Fatal(FatalKind.Ended,
-                    $"{Provider.DisplayName} rolled back the test's whole transaction when {statement} (a deadlock victim, a trigger's ROLLBACK, or XACT_ABORT ON). " +
-                    "Nothing the test wrote remains, and nothing more can run in this test.");
-                TraceLog.Add("↑ after this failure the server rolled back the test's whole transaction: nothing more can run in this test");
-                break;
-        }
-    }
-
-    internal async ValueTask<SavepointTransaction> BeginTransaction(ScopeConnection connection, IsolationLevel isolationLevel, bool async, CancellationToken cancellationToken)
-    {
-        connection.ThrowIfClosed();
-        if (connection.Transaction is { } active)
-            throw Misuse.SecondTransaction(connection, active);
-        if (System.Transactions.Transaction.Current is not null)
-            throw Misuse.TransactionScope();
-
-        await Enter(connection, async, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
-            var name = Provider.SavepointName(++_savepointNumber);
-            await RunSavepointCommand(SavepointAction.Save, name, connection, async, cancellationToken).ConfigureAwait(false);
-
-            var transaction = new SavepointTransaction(connection, name, isolationLevel, ++_sequence);
-            _savepoints.Add(transaction);
-            connection.Transaction = transaction;
-
-            var level = isolationLevel == IsolationLevel.Unspecified || isolationLevel == Outer.IsolationLevel
-                ? string.Empty
-                : $" (asked for {isolationLevel}; a savepoint runs at the test transaction's {Outer.IsolationLevel})";
-            TraceLog.Add($"{connection.Origin}: begin transaction → {Provider.SavepointStatement(SavepointAction.Save, name)}{level}");
-            return transaction;
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
-
-    internal async ValueTask Commit(SavepointTransaction transaction, bool async, CancellationToken cancellationToken)
-    {
-        if (!transaction.IsActive)
-            throw Misuse.Completed(transaction);
-
-        await Enter(transaction.Owner, async, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            var index = _savepoints.IndexOf(transaction);
-            if (index != _savepoints.Count - 1)
-                throw Misuse.CommitUnderOpenTransaction(transaction, _savepoints[^1]);
-
-            await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
-
-            if (_abortedBy is { } failure && failure.Sequence > transaction.Sequence)
-            {
-                // PostgreSQL's COMMIT of a failed transaction rolls it back without an error; the savepoint behaves the same.
-                await RollbackTo(index, async, cancellationToken).ConfigureAwait(false);
-                TraceLog.Add($"{transaction.Owner.Origin}: commit after a failed statement → {Provider.SavepointStatement(SavepointAction.Rollback, transaction.Name)}, as PostgreSQL rolls back a failed transaction on COMMIT");
-                return;
-            }
-
-            if (Provider.CanReleaseSavepoints)
-                await RunSavepointCommand(SavepointAction.Release, transaction.Name, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
-            _savepoints.RemoveAt(index);
-            transaction.End(SavepointState.Committed);
-            TraceLog.Add(Provider.SavepointStatement(SavepointAction.Release, transaction.Name) is { } release
-                ? $"{transaction.Owner.Origin}: commit → {release}"
-                : $"{transaction.Owner.Origin}: commit → nothing to send: {Provider.DisplayName} has no release of savepoint {transaction.Name}");
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
-
-    internal async ValueTask Rollback(SavepointTransaction transaction, bool async, CancellationToken cancellationToken)
-    {
-        switch (transaction.State)
-        {
-            case SavepointState.Discarded:
-                return;
-            case SavepointState.Committed or SavepointState.RolledBack:
-                throw Misuse.Completed(transaction);
-        }
-
-        if (Volatile.Read(ref _state) != Active || _fatal is not null)
-        {
-            // The test's transaction is gone or going: there is nothing left to roll back to.
-            transaction.End(SavepointState.Discarded, "the test's scope ended");
-            return;
-        }
-
-        await Enter(transaction.Owner, async, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
-            var index = _savepoints.IndexOf(transaction);
-            await RollbackTo(index, async, cancellationToken).ConfigureAwait(false);
-            TraceLog.Add($"{transaction.Owner.Origin}: rollback → {Provider.SavepointStatement(SavepointAction.Rollback, transaction.Name)}");
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
-
-    /// <summary>Rolls back to the savepoint at <paramref name="index"/>, ending it and every savepoint begun after it.</summary>
-    async ValueTask RollbackTo(int index, bool async, CancellationToken cancellationToken)
-    {
-        var transaction = _savepoints[index];
-        await RunSavepointCommand(SavepointAction.Rollback, transaction.Name, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
-        if (Provider.CanReleaseSavepoints)
-            await RunSavepointCommand(SavepointAction.Release, transaction.Name, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
-
-        for (var i = _savepoints.Count - 1; i > index; i--)
-        {
-            _savepoints[i].End(SavepointState.Discarded, $"the {transaction}, begun before it, rolled back");
-            TraceLog.Add($"{_savepoints[i].Owner.Origin}: transaction {_savepoints[i].Name} was rolled back with {transaction.Name}, begun before it");
-        }
-
-        _savepoints.RemoveRange(index, _savepoints.Count - index);
-        transaction.End(SavepointState.RolledBack);
-        if (_abortedBy is { } failure && failure.Sequence > transaction.Sequence)
-            _abortedBy = null;
-    }
-
-    internal async ValueTask ApplicationSavepoint(SavepointTransaction transaction, SavepointAction action, string savepointName, bool async, CancellationToken cancellationToken)
-    {
-        if (!transaction.IsActive)
-            throw Misuse.Completed(transaction);
-        if (action == SavepointAction.Release && !Provider.CanReleaseSavepoints)
-            return;
-
-        await Enter(transaction.Owner, async, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
-            await RunSavepointCommand(action, savepointName, transaction.Owner, async, cancellationToken).ConfigureAwait(false);
-            TraceLog.Add($"{transaction.Owner.Origin}: {Provider.SavepointStatement(action, savepointName)}, the application's own savepoint inside {transaction.Name}");
-            switch (action)
-            {
-                case SavepointAction.Save:
-                    transaction.Savepoints[savepointName] = ++_sequence;
-                    break;
-                case SavepointAction.Rollback when _abortedBy is { } failure && transaction.Savepoints.TryGetValue(savepointName, out var taken) && failure.Sequence > taken:
-                    _abortedBy = null;
-                    break;
-                case SavepointAction.Release:
-                    transaction.Savepoints.Remove(savepointName);
-                    break;
-            }
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
-
-    async ValueTask RunSavepointCommand(SavepointAction action, string name, ScopeConnection? connection, bool async, CancellationToken cancellationToken)
-    {
-        try
-        {
-            switch (action, async)
-            {
-                case (SavepointAction.Save, true): await Outer.SaveAsync(name, cancellationToken).ConfigureAwait(false); break;
-                case (SavepointAction.Save, false): Outer.Save(name); break;
-                case (SavepointAction.Rollback, true): await Outer.RollbackAsync(name, cancellationToken).ConfigureAwait(false); break;
-                case (SavepointAction.Rollback, false): Outer.Rollback(name); break;
-                case (SavepointAction.Release, true): await Outer.ReleaseAsync(name, cancellationToken).ConfigureAwait(false); break;
-                case (SavepointAction.Release, false): Outer.Release(name); break;
-            }
-        }
-        catch (Exception exception)
-        {
-            var replacement = OnStatementFailed(Provider.SavepointStatement(action, name) ?? $"{action} {name}", connection, exception);
-            if (replacement is null)
-                throw;
-            throw replacement;
-        }
-    }
-
-    /// <summary>
-    /// The savepoint of the previous statement stays open until the next statement replaces it (one round trip for
-    /// both), or until a transaction's savepoint is to be taken, which must not nest inside it.
-    /// </summary>
-    async ValueTask OpenStatementSavepoint(bool async, CancellationToken cancellationToken)
-    {
-        if (_statementSavepointOpen)
-        {
-            var release = Provider.SavepointStatement(SavepointAction.Release, StatementSavepoint);
-            if (await TryRunNative($"{release}; {Provider.SavepointStatement(SavepointAction.Save, StatementSavepoint)}", async, cancellationToken).ConfigureAwait(false))
-                return;
-
-            // A reader of the previous statement failed after it was returned, and aborted the transaction: roll that statement back.
-            await RollBackStatement(async).ConfigureAwait(false);
-        }
-
-        await RunSavepointCommand(SavepointAction.Save, StatementSavepoint, null, async, cancellationToken).ConfigureAwait(false);
-        _statementSavepointOpen = true;
-    }
-
-    async ValueTask CloseStatementSavepoint(bool async, CancellationToken cancellationToken)
-    {
-        if (!_statementSavepointOpen)
-            return;
-
-        if (Provider.SavepointStatement(SavepointAction.Release, StatementSavepoint) is { } release && !await TryRunNative(release, async, cancellationToken).ConfigureAwait(false))
-            await RollBackStatement(async).ConfigureAwait(false);
-        _statementSavepointOpen = false;
-    }
-
-    /// <summary>Rolls back the statement that just failed, alone: the transaction it aborted goes on.</summary>
-    async ValueTask RollBackStatement(bool async)
-    {
-        await RunSavepointCommand(SavepointAction.Rollback, StatementSavepoint, null, async, CancellationToken.None).ConfigureAwait(false);
-        if (Provider.CanReleaseSavepoints)
-            await RunSavepointCommand(SavepointAction.Release, StatementSavepoint, null, async, CancellationToken.None).ConfigureAwait(false);
-        _statementSavepointOpen = false;
-        _abortedBy = null;
-        TraceLog.Add($"↑ statement savepoints: the failed statement was rolled back alone ({Provider.SavepointStatement(SavepointAction.Rollback, StatementSavepoint)})");
-    }
-
-    /// <summary>Runs the kit's own statement on the driver's connection; false when the server refuses it.</summary>
-    async ValueTask<bool> TryRunNative(string sql, bool async, CancellationToken cancellationToken)
-    {
-        await using var command = Native.CreateCommand();
-        command.CommandText = sql;
-        command.Transaction = Outer;
-        try
-        {
-            if (async)
-                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            else
-                command.ExecuteNonQuery();
-            return true;
-        }
-        catch (DbException exception) when (Provider.ClassifyStatementFailure(exception) is StatementFailure.TransactionAlreadyAborted)
-        {
-            return false;
-        }
-    }
-
-    /// <summary>Takes the scope's connection for one statement; waits while another connection of the scope reads a result.</summary>
-    async ValueTask Enter(ScopeConnection connection, bool async, CancellationToken cancellationToken)
-    {
-        ThrowIfUnusable();
-
-        long started = 0;
-        while (true)
-        {
-            if (async)
-                await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-            else
-                _gate.Wait(cancellationToken);
-
-            if (_openReader is not { } open || open.Reader.IsClosed)
-            {
-                _openReader = null;
-                return;
-            }
-
-            // The same connection with a reader still open gets the driver's own error, as it would outside a test.
-            if (open.Owner == connection)
-                return;
-
-            _gate.Release();
-            if (started == 0)
-                started = Stopwatch.GetTimestamp();
-            else if (Stopwatch.GetElapsedTime(started) > ReaderWait)
-                throw Misuse.ReaderStillOpen(connection, open.Owner);
-
-            if (async)
-                await Task.Delay(1, cancellationToken).ConfigureAwait(false);
-            else
-                Thread.Sleep(1);
-        }
-    }
-
-    void ThrowIfUnusable()
-    {
-        ThrowIfEnded();
-        if (_fatal is { } fatal)
-            throw new TestScopeException(fatal.Message);
-    }
-
-    /// <summary>Records what a failed statement did to the test's transaction; returns a clearer exception to throw instead, if any.</summary>
-    Exception? OnStatementFailed(string sql, ScopeConnection? connection, Exception exception)
-    {
-        var origin = connection?.Origin ?? "the kit";
-        if (connection is not { TracedByLinqToDB: true })
-            TraceLog.Add($"{origin}: failed: {exception.GetType().Name}: {exception.Message}");
-
-        switch (Provider.ClassifyStatementFailure(exception))
-        {
-            case StatementFailure.AbortsTransaction when Provider.FailedStatementAbortsTransaction:
-                if (_abortedBy is null)
-                {
-                    _abortedBy = new FailedStatement(sql, exception.Message, ++_sequence, origin);
-                    TraceLog.Add(_savepoints.Count == 0
-                        ? $"↑ this failure aborted the test's transaction: {Provider.DisplayName} ignores every further statement of the test"
-                        : $"↑ this failure aborted the transaction: {Provider.DisplayName} ignores every statement until a rollback to savepoint {_savepoints[^1].Name} or before");
-                }
-
-                return null;
-
-            case StatementFailure.TransactionAlreadyAborted:
-                return new TestScopeException(AbortedMessage(sql, origin), exception);
-
-            case StatementFailure.ConnectionLost:
-                var message = $"The connection of {this} to {Provider.DisplayName} was lost while {origin} ran {Misuse.Shorten(sql)} ({exception.Message}). " +
-                              "Nothing the test wrote was committed, and nothing more can run in this test. If the server restarted, the next test gets a fresh connection.";
-                _fatal = new Fatal(FatalKind.Lost, message);
-                Database.OnConnectionLost();
-                TraceLog.Add("↑ the connection to the server is lost; the scope cannot go on");
-                return new TestScopeException(message, exception);
-
-            default:
-                return null;
-        }
-    }
-
-    string AbortedMessage(string sql, string origin)
-    {
-        var cause = _abortedBy is { } failure
-            ? $"an earlier statement failed: {Misuse.Shorten(failure.Sql)} ({failure.Error}), run by {failure.Origin}"
-            : "an earlier statement failed that the kit did not see (one sent on the driver's own connection)";
-        var fix = _savepoints.Count == 0
-            ? "Nothing more can run in this test. To carry on after an expected error, run the failing statement inside a transaction " +
-              "(BeginTransaction; it becomes a savepoint) and roll that transaction back after catching the error, or turn on " +
-              $"Scope.StatementSavepoints ({TestKitEnvironment.StatementSavepointsVariable}=true) so that every statement rolls back alone."
-            : $"Roll back the transaction that caught the error ({_savepoints[^1]}) to carry on.";
-        return $"{origin} could not run {Misuse.Shorten(sql)}: {Provider.DisplayName} aborted the test's transaction because {cause}. {fix}";
-    }
-
-    async ValueTask End(bool async)
-    {
-        if (Interlocked.CompareExchange(ref _state, Ending, Active) != Active)
-            return;
-
-        Exception? failure = null;
-        try
-        {
-            DataConnection? db;
-            lock (_dbLock)
-                db = _db;
-            if (db is not null)
-            {
-                if (async)
-                    await db.DisposeAsync().ConfigureAwait(false);
-                else
-                    db.Dispose();
-            }
-
-            if (async)
-                await _gate.WaitAsync().ConfigureAwait(false);
-            else
-                _gate.Wait();
-
-            foreach (var open in _savepoints)
-            {
-                open.End(SavepointState.Discarded, "the test's scope ended");
-                TraceLog.Add($"{open.Owner.Origin}: transaction {open.Name} was still open when the test ended; rolled back with the test's transaction");
-            }
-
-            _savepoints.Clear();
-            failure = await RollBackOuter(async).ConfigureAwait(false);
-        }
-        finally
-        {
-            Volatile.Write(ref _state, Ended);
-            Open.TryRemove(Id, out _);
-            if (async)
-                await Native.DisposeAsync().ConfigureAwait(false);
-            else
-                Native.Dispose();
-
-            // A session that lost, doomed or ended its transaction may carry state a pooled connection must not pass on
-            // (SQL Server's XACT_ABORT, say): the next scope gets a fresh connection.
-            if (_fatal is not null)
-                Database.OnConnectionLost();
-            _gate.Release();
-        }
-
-        if (failure is not null)
-            throw failure;
-    }
-
-    async ValueTask<Exception?> RollBackOuter(bool async)
-    {
-        // A lost connection or a transaction the server ended leaves nothing to roll back; a doomed one rolls back whole.
-        if (_fatal?.Kind is FatalKind.Lost or FatalKind.Ended)
-            return null;
-
-        try
-        {
-            if (async)
-                await Outer.RollbackAsync().ConfigureAwait(false);
-            else
-                Outer.Rollback();
-            TraceLog.Add("end of test → ROLLBACK of the test's transaction");
-            return null;
-        }
-        catch (InvalidOperationException exception)
-        {
-            // The driver's transaction object says it already completed: a statement ended it behind the kit's back.
-            TraceLog.Add($"end of test: the test's transaction had already ended ({exception.Message})");
-            return new TestScopeException(
-                $"The transaction of {this} had already ended before the test did ({exception.Message}). Something committed or rolled it back " +
-                "behind the kit's back, for example a statement on the driver's own connection; what the test wrote after that may be in the database.",
-                exception);
-        }
-        catch (Exception exception) when (Provider.ClassifyStatementFailure(exception) == StatementFailure.ConnectionLost)
-        {
-            Database.OnConnectionLost();
-            TraceLog.Add($"end of test: the connection was lost ({exception.Message}); the server rolled the test's transaction back");
-            return null;
-        }
+        lock (_divergences)
+            _divergences.Add(description);
     }
 
     sealed class CurrentRestorer(TestScope? previous) : IDisposable
@@ -774,14 +323,13 @@ public sealed class TestScope : IDisposable, IAsyncDisposable
 
     enum FatalKind
     {
+        /// <summary>The connection to the server is gone; the server rolled the transaction back.</summary>
         Lost,
-        Doomed,
+
+        /// <summary>The test's transaction ended (committed or rolled back) behind the kit's back, or the server ended it.</summary>
         Ended,
     }
 
     /// <summary>Why nothing more can run in this scope, as the message every later call gets.</summary>
     sealed record Fatal(FatalKind Kind, string Message);
-
-    /// <summary>A statement that aborted the transaction; <paramref name="Sequence"/> orders it among the savepoints, so that a rollback to a savepoint taken before it revives the transaction.</summary>
-    sealed record FailedStatement(string Sql, string Error, long Sequence, string Origin);
 }

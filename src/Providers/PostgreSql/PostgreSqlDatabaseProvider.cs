@@ -111,6 +111,20 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
 
     internal override string SavepointName(long number) => $"testkit_{number}";
 
+    /// <remarks>
+    /// Npgsql's <c>Save</c> sends nothing: it prepends the <c>SAVEPOINT</c> to the next command. When the transaction is
+    /// aborted, the server refuses it there, and Npgsql then takes the transaction for completed while the server still
+    /// holds it open. The kit sends its savepoints as statements of their own, so that a refusal comes back at once.
+    /// </remarks>
+    internal override string? SavepointSentAsStatement(SavepointAction action, string name) =>
+        action == SavepointAction.Save ? $"SAVEPOINT {QuoteSavepoint(name)}" : null;
+
+    /// <summary>A savepoint name as Npgsql's own API quotes it: as written, unless it is not all lower case or has characters that need quotes.</summary>
+    static string QuoteSavepoint(string name) =>
+        name.Length > 0 && (name[0] == '_' || char.IsLower(name[0])) && name.All(c => char.IsLower(c) || char.IsDigit(c) || c is '_' or '$')
+            ? name
+            : $"\"{name.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
+
     internal override string? SavepointStatement(SavepointAction action, string name) => action switch
     {
         SavepointAction.Save => $"SAVEPOINT {name}",
@@ -118,39 +132,33 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         _ => $"RELEASE SAVEPOINT {name}",
     };
 
-    internal override bool ControlsTransaction(string sql)
+    internal override SqlDialect Dialect => SqlDialect.PostgreSql;
+
+    /// <remarks>
+    /// With <c>standard_conforming_strings</c> off, a backslash escapes a quote in a plain string literal too: the kit
+    /// reads the session's setting from what the server reports to Npgsql, so a <c>SET</c> of it is followed.
+    /// </remarks>
+    internal override StatementControl ClassifyStatement(string sql, DbConnection connection)
     {
-        if (!MayControlTransaction(sql))
-            return false;
-
-        foreach (var word in SqlScanner.Words(sql))
-        {
-            if (word.StartsStatement && word.Text is "BEGIN" or "START" or "COMMIT" or "END" or "ROLLBACK" or "ABORT" or "SAVEPOINT" or "RELEASE" or "PREPARE")
-                return word.Text != "PREPARE" || NextWordIs(sql, word, "TRANSACTION");
-        }
-
-        return false;
+        var standard = !(connection is NpgsqlConnection { State: System.Data.ConnectionState.Open } npgsql
+            && npgsql.PostgresParameters.TryGetValue("standard_conforming_strings", out var setting)
+            && setting == "off");
+        return TransactionStatements.Classify(sql, SqlDialect.PostgreSql, standard);
     }
 
-    static bool MayControlTransaction(string sql) =>
-        sql.Contains("begin", StringComparison.OrdinalIgnoreCase) || sql.Contains("start", StringComparison.OrdinalIgnoreCase)
-        || sql.Contains("commit", StringComparison.OrdinalIgnoreCase) || sql.Contains("end", StringComparison.OrdinalIgnoreCase)
-        || sql.Contains("rollback", StringComparison.OrdinalIgnoreCase) || sql.Contains("abort", StringComparison.OrdinalIgnoreCase)
-        || sql.Contains("savepoint", StringComparison.OrdinalIgnoreCase) || sql.Contains("release", StringComparison.OrdinalIgnoreCase)
-        || sql.Contains("prepare", StringComparison.OrdinalIgnoreCase);
+    /// <remarks>
+    /// The check runs in a savepoint of its own that is always rolled back: <c>SET CONSTRAINTS ALL IMMEDIATE</c> checks
+    /// every pending deferred constraint now, and the rollback of the check's savepoint restores their deferral for what
+    /// the test does next.
+    /// </remarks>
+    internal override string CheckDeferredConstraintsAndRelease(string savepoint) =>
+        $"SAVEPOINT testkit_check; SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK TO SAVEPOINT testkit_check; RELEASE SAVEPOINT testkit_check; RELEASE SAVEPOINT {savepoint}";
 
-    static bool NextWordIs(string sql, SqlScanner.Word word, string next)
-    {
-        var found = false;
-        foreach (var w in SqlScanner.Words(sql))
-        {
-            if (found)
-                return w.Text == next;
-            found = w == word;
-        }
-
-        return false;
-    }
+    /// <remarks>
+    /// A session-level advisory lock outlives the rollback; Npgsql resets the rest of the session (settings, prepared
+    /// statements, temporary tables) only when the pooled connection is next used, so the lock would be held meanwhile.
+    /// </remarks>
+    internal override string EndOfScopeBatch => "ROLLBACK; SELECT pg_advisory_unlock_all()";
 
     internal override async Task<bool> DatabaseExistsAsync(DbConnection admin, string database, CancellationToken cancellationToken)
     {
@@ -310,7 +318,7 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         };
     }
 
-    internal override StatementFailure ClassifyStatementFailure(Exception exception)
+    internal override StatementFailure ClassifyStatementFailure(Exception exception, DbConnection connection)
     {
         if (exception.Find<PostgresException>() is { } postgres)
         {
@@ -323,13 +331,14 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
             return StatementFailure.AbortsTransaction;
         }
 
-        if (exception is NpgsqlException { InnerException: IOException or SocketException or EndOfStreamException or TimeoutException }
-            || exception is NpgsqlException && exception.Find<IOException>() is not null)
+        // Npgsql breaks the connection when it cannot go on (an I/O error, a cancellation that failed); a timeout it
+        // recovered from leaves it open.
+        if (connection.State is System.Data.ConnectionState.Broken or System.Data.ConnectionState.Closed)
             return StatementFailure.ConnectionLost;
-
+        if (exception is NpgsqlException or OperationCanceledException or TimeoutException)
+            return StatementFailure.MayHaveAborted;
         return StatementFailure.StatementOnly;
     }
-
 
     static string Quote(string identifier) => $"\"{identifier.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 

@@ -137,24 +137,7 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         _ => null,
     };
 
-    /// <remarks>T-SQL needs no ';' between statements, so a transaction keyword counts wherever it stands in code.</remarks>
-    internal override bool ControlsTransaction(string sql)
-    {
-        if (!sql.Contains("tran", StringComparison.OrdinalIgnoreCase) && !sql.Contains("commit", StringComparison.OrdinalIgnoreCase)
-            && !sql.Contains("rollback", StringComparison.OrdinalIgnoreCase))
-            return false;
-
-        string? previous = null;
-        foreach (var word in SqlScanner.Words(sql))
-        {
-            if (word.Text is "COMMIT" or "ROLLBACK"
-                || (previous == "BEGIN" && word.Text is "TRAN" or "TRANSACTION" or "DISTRIBUTED"))
-                return true;
-            previous = word.Text;
-        }
-
-        return false;
-    }
+    internal override SqlDialect Dialect => SqlDialect.TSql;
 
     internal override async Task<bool> DatabaseExistsAsync(DbConnection admin, string database, CancellationToken cancellationToken)
     {
@@ -324,37 +307,20 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         };
     }
 
-    internal override StatementFailure ClassifyStatementFailure(Exception exception)
+    /// <remarks>
+    /// Errors of severity 20 and above end the connection. Any other error ends the statement, and sometimes the
+    /// transaction (a deadlock, <c>XACT_ABORT</c>, a doomed transaction at the end of its batch): SqlClient then lets go
+    /// of the transaction, which the kit sees after every statement.
+    /// </remarks>
+    internal override StatementFailure ClassifyStatementFailure(Exception exception, DbConnection connection)
     {
-        // Severity 20 and above ends the connection.
         if (exception.Find<SqlException>() is { Class: >= 20 })
+            return StatementFailure.ConnectionLost;
+        if (connection.State is System.Data.ConnectionState.Broken or System.Data.ConnectionState.Closed)
             return StatementFailure.ConnectionLost;
         if (exception is not SqlException && exception.Find<IOException>() is not null)
             return StatementFailure.ConnectionLost;
         return StatementFailure.StatementOnly;
-    }
-
-    internal override async ValueTask<TransactionHealth> InspectAfterFailure(DbConnection connection, DbTransaction transaction, bool async, CancellationToken cancellationToken)
-    {
-        // SqlClient lets go of a transaction the server has ended: its Connection is then null.
-        if (transaction.Connection is null)
-            return TransactionHealth.Ended;
-
-        await using var command = new SqlCommand("SELECT XACT_STATE()", (SqlConnection)connection, (SqlTransaction)transaction);
-        try
-        {
-            var state = Convert.ToInt32(async ? await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
-            return state switch
-            {
-                -1 => TransactionHealth.Doomed,
-                0 => TransactionHealth.Ended,
-                _ => TransactionHealth.Usable,
-            };
-        }
-        catch (InvalidOperationException)
-        {
-            return TransactionHealth.Ended;
-        }
     }
 
     const string MarkerProperty = "linq2db-testkit";

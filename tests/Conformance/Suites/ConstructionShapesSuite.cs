@@ -194,7 +194,7 @@ public abstract class ConstructionShapesSuite : ConformanceTest
             {
                 await using var db = Build(shape);
                 var names = await db.GetTable<Item>().Where(i => i.Name.StartsWith(Tag)).Select(i => i.Name).ToArrayAsync();
-                return (db.OpenDbConnection() is ScopeConnection, names);
+                return (db.OpenDbConnection() is TestScopeConnection, names);
             });
         }
 

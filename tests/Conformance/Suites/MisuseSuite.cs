@@ -90,7 +90,7 @@ public abstract class MisuseSuite : ConformanceTest
     }
 
     [Test]
-    public void An_outer_rollback_takes_the_inner_transactions_with_it_and_they_say_so()
+    public async Task An_outer_rollback_that_takes_another_connections_transaction_says_so_at_its_next_use_and_at_the_end()
     {
         using var first = NewShop();
         using var second = NewShop();
@@ -100,9 +100,41 @@ public abstract class MisuseSuite : ConformanceTest
 
         outer.Rollback();
 
-        Assert.That(() => inner.Commit(), Throws.InvalidOperationException.With.Message.Contains("rolled back because"));
-        Assert.That(() => inner.Rollback(), Throws.Nothing, "rolling back what is rolled back already is no error");
+        Assert.That(() => inner.Commit(), Throws.InstanceOf<TestScopeException>()
+            .With.Message.Contains("rolled back because").And.Message.Contains("in production they are independent"),
+            "production would still have the inner transaction open, and commit it");
+        Assert.That(() => inner.Rollback(), Throws.Nothing, "said once; rolling back what is rolled back already is no error");
         Assert.That(first.Items.Count(i => i.Name.StartsWith(Tag)), Is.Zero);
         Assert.That(() => second.BeginTransaction().Commit(), Throws.Nothing, "the connection is free for its next transaction");
+        Assert.That(async () => await Scope.DisposeAsync(), Throws.InstanceOf<TestScopeException>().With.Message.Contains("behaved differently from production"),
+            "the end of the test reports it too, in case the application caught it");
+    }
+
+    [Test]
+    public async Task A_rollback_that_undoes_another_connections_write_outside_a_transaction_fails_the_test()
+    {
+        using var first = NewShop();
+        using var second = NewShop();
+        var outer = first.BeginTransaction();
+        second.Insert(new Item { Name = Name("autocommitted-in-production") });
+
+        outer.Rollback();
+
+        Assert.That(second.Items.Count(i => i.Name.StartsWith(Tag)), Is.Zero, "in the scope the write was undone with the other connection's transaction");
+        Assert.That(Scope.Divergences, Has.Count.EqualTo(1).And.One.Contains("would have committed it at once").And.One.Contains("real-commit test"));
+        Assert.That(async () => await Scope.DisposeAsync(), Throws.InstanceOf<TestScopeException>().With.Message.Contains("wrote outside any transaction of its own"));
+    }
+
+    [Test]
+    public void A_write_outside_a_transaction_that_no_rollback_undoes_is_no_divergence()
+    {
+        using var first = NewShop();
+        using var second = NewShop();
+        var outer = first.BeginTransaction();
+        second.Insert(new Item { Name = Name("kept") });
+        outer.Commit();
+
+        Assert.That(Scope.Divergences, Is.Empty);
+        Assert.That(second.Items.Count(i => i.Name.StartsWith(Tag)), Is.EqualTo(1));
     }
 }

@@ -90,19 +90,24 @@ internal static class ConnectionInterception
     }
 
     /// <summary>
-    /// linq2db's hook for metrics, used for one thing: when a context opens a connection the kit took, the context gets
+    /// linq2db's hook for metrics, used for two things: when a context opens a connection the kit took, the context gets
     /// the kit's unwrap interceptor, so that provider-specific bulk copy reaches the driver's connection, as it does for
-    /// contexts built from <see cref="TestScope.Options"/>.
+    /// contexts built from <see cref="TestScope.Options"/>; and each bulk copy is bracketed (<see cref="BulkCopyActivity"/>).
     /// </summary>
     sealed class AttachOnOpen : IActivity
     {
         static readonly AttachOnOpen Instance = new();
 
-        public static IActivity? Factory(ActivityID id) => id is ActivityID.ConnectionOpen or ActivityID.ConnectionOpenAsync ? Instance : null;
+        public static IActivity? Factory(ActivityID id) => id switch
+        {
+            ActivityID.ConnectionOpen or ActivityID.ConnectionOpenAsync => Instance,
+            ActivityID.BulkCopy or ActivityID.BulkCopyAsync => BulkCopyActivity.Start(),
+            _ => null,
+        };
 
         public IActivity AddQueryInfo(DataConnection? context, DbConnection? connection, DbCommand? command)
         {
-            if (context is not null && connection is ScopeConnection { AdoptedFromApplication: true } adopted && adopted.MarkInterceptorAttached())
+            if (context is not null && connection is TestScopeConnection { AdoptedFromApplication: true } adopted && adopted.MarkInterceptorAttached())
                 context.AddInterceptor(ScopeInterceptor.Instance);
             return this;
         }

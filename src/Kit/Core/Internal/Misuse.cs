@@ -14,10 +14,10 @@ internal static class Misuse
 
     public static InvalidOperationException TransactionStatement(string sql, string origin) => new(
         $"{origin} sent a statement that begins or ends a transaction by itself: {Shorten(sql)}. Inside a test scope that would end the " +
-        "test's transaction behind the kit's back and leave the test's writes in the database. Use BeginTransaction, Commit and Rollback " +
-        "of the DataConnection or connection instead; the kit turns them into savepoints.");
+        "test's transaction behind the kit's back, committing or rolling it back, and leave the test's writes in the database. Use BeginTransaction, " +
+        "Commit and Rollback of the DataConnection or connection instead; the kit turns them into savepoints.");
 
-    public static InvalidOperationException SecondTransaction(ScopeConnection connection, SavepointTransaction active) => new(
+    public static InvalidOperationException SecondTransaction(TestScopeConnection connection, SavepointTransaction active) => new(
         $"{connection.Origin} already has a transaction ({active.Name}); a connection holds one transaction at a time, as the real driver " +
         "does. To nest transactions, begin the inner one on another DataConnection or connection of the same scope: it becomes a savepoint inside the outer one.");
 
@@ -31,9 +31,22 @@ internal static class Misuse
         "Transactions in a test scope nest: the inner one must end first. Two transactions interleaved, usually because code ran " +
         "concurrently inside one test (parallel tasks on the scope's connections); run them one after another.");
 
-    public static InvalidOperationException ReaderStillOpen(ScopeConnection waiting, ScopeConnection owner) => new(
-        $"{waiting.Origin} waited 30 s for the test's one connection, which {owner.Origin} holds with an open data reader. " +
-        "Read the result to the end or dispose the reader before the scope's connection is used elsewhere.");
+    public static InvalidOperationException ReaderStillOpen(TestScopeConnection waiting, TestScopeConnection owner, string what) => new(
+        $"{waiting.Origin} cannot run {Shorten(what)} now: {owner.Origin} is still reading a result on the test's one connection. In production " +
+        "they would be two connections; in a test scope they share one server session, and a result must be read to its end before the next " +
+        $"statement. Read {owner.Origin}'s result first (ToList, ToArrayAsync) or dispose its reader, then run the statement.");
+
+    public static InvalidOperationException StatementAfterEnd(TestScope scope, TestScopeConnection connection, string what) => new(
+        $"The test ended while {connection.Origin} was still waiting to run {Shorten(what)} on the connection of {scope}: the statement " +
+        "belongs to a task or an HTTP request the test did not await. Await everything the test starts before it ends.");
+
+    public static InvalidOperationException SavepointAmongOtherStatements(string sql, string origin) => new(
+        $"{origin} sent a savepoint statement together with other statements: {Shorten(sql)}. The kit tracks the application's own savepoints " +
+        "inside its transactions, which takes a savepoint statement on its own: send it as a command of its own.");
+
+    public static InvalidOperationException SavepointOutsideTransaction(string sql, string origin, string database) => new(
+        $"{origin} sent a savepoint statement outside any transaction of its own: {Shorten(sql)}. Outside a test {database} would refuse it " +
+        "(a savepoint needs a transaction); inside a test scope it would nest in the test's transaction and succeed. Begin a transaction first.");
 
     public static string Shorten(string sql)
     {

@@ -9,7 +9,7 @@ namespace Linq2DbTestKit.Internal;
 /// </summary>
 internal sealed class SavepointTransaction : DbTransaction
 {
-    public SavepointTransaction(ScopeConnection owner, string name, IsolationLevel isolationLevel, long sequence)
+    public SavepointTransaction(TestScopeConnection owner, string name, IsolationLevel isolationLevel, long sequence)
     {
         Owner = owner;
         Name = name;
@@ -17,7 +17,7 @@ internal sealed class SavepointTransaction : DbTransaction
         Sequence = sequence;
     }
 
-    public ScopeConnection Owner { get; }
+    public TestScopeConnection Owner { get; }
 
     /// <summary>The savepoint's name on the server.</summary>
     public string Name { get; }
@@ -76,23 +76,36 @@ internal sealed class SavepointTransaction : DbTransaction
     protected override void Dispose(bool disposing)
     {
         if (disposing && IsActive)
-            Scope.Rollback(this, async: false, CancellationToken.None).GetAwaiter().GetResult();
+            Scope.Rollback(this, async: false, CancellationToken.None, disposing: true).GetAwaiter().GetResult();
         base.Dispose(disposing);
     }
 
     public override async ValueTask DisposeAsync()
     {
         if (IsActive)
-            await Scope.Rollback(this, async: true, CancellationToken.None).ConfigureAwait(false);
+            await Scope.Rollback(this, async: true, CancellationToken.None, disposing: true).ConfigureAwait(false);
         GC.SuppressFinalize(this);
     }
 
-    internal void End(SavepointState state, string? discardedBecause = null)
+    /// <param name="state">How it ended.</param>
+    /// <param name="discardedBecause">Why it ended without its own commit or rollback.</param>
+    /// <param name="divergesFromProduction">
+    /// Whether production would have kept it open: it was another connection's rollback that ended it. The owner's next
+    /// use says so.
+    /// </param>
+    internal void End(SavepointState state, string? discardedBecause = null, bool divergesFromProduction = false)
     {
         State = state;
         DiscardedBecause = discardedBecause;
         if (Owner.Transaction == this)
             Owner.Transaction = null;
+        if (divergesFromProduction)
+        {
+            Owner.Diverged(
+                $"The {this} was rolled back because {discardedBecause}. In a test scope the transactions of a test's connections nest in the order " +
+                $"they begin; in production they are independent, and this one would still be open, so {Owner.Origin} cannot go on as it would in " +
+                "production. Let the inner transaction end before the outer one does, or test this in a real-commit test.");
+        }
     }
 
     public override string ToString() => $"transaction {Name} of {Owner.Origin}";

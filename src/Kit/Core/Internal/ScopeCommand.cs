@@ -5,14 +5,14 @@ using System.Diagnostics.CodeAnalysis;
 namespace Linq2DbTestKit.Internal;
 
 /// <summary>
-/// A command of a <see cref="ScopeConnection"/>: the driver's own command underneath, always run in the test's
+/// A command of a <see cref="TestScopeConnection"/>: the driver's own command underneath, always run in the test's
 /// transaction (SqlClient refuses a command without it), one at a time on the scope's connection.
 /// </summary>
 internal sealed class ScopeCommand : DbCommand
 {
-    ScopeConnection? _connection;
+    TestScopeConnection? _connection;
 
-    public ScopeCommand(ScopeConnection connection, DbCommand inner)
+    public ScopeCommand(TestScopeConnection connection, DbCommand inner)
     {
         _connection = connection;
         Inner = inner;
@@ -21,7 +21,7 @@ internal sealed class ScopeCommand : DbCommand
     /// <summary>The driver's command. linq2db reaches it through the kit's unwrap interceptor.</summary>
     public DbCommand Inner { get; }
 
-    internal ScopeConnection ScopeConnection =>
+    internal TestScopeConnection Handle =>
         _connection ?? throw new InvalidOperationException("The command has no connection: set its Connection first.");
 
     [AllowNull]
@@ -61,7 +61,7 @@ internal sealed class ScopeCommand : DbCommand
         set => _connection = value switch
         {
             null => null,
-            ScopeConnection connection => connection,
+            TestScopeConnection connection => connection,
             _ => throw new NotSupportedException(
                 "A command of a test scope's connection cannot move to another connection: it would leave the test's transaction."),
         };
@@ -76,30 +76,30 @@ internal sealed class ScopeCommand : DbCommand
 
     public override void Cancel() => Inner.Cancel();
 
-    public override void Prepare() => ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: false, Prepare, CancellationToken.None).GetAwaiter().GetResult();
+    public override void Prepare() => Handle.Scope.Execute(this, CommandBehavior.Default, async: false, Prepare, CancellationToken.None).GetAwaiter().GetResult();
 
     public override Task PrepareAsync(CancellationToken cancellationToken = default) =>
-        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: true, Prepare, cancellationToken).AsTask();
+        Handle.Scope.Execute(this, CommandBehavior.Default, async: true, Prepare, cancellationToken).AsTask();
 
     protected override DbParameter CreateDbParameter() => Inner.CreateParameter();
 
     public override int ExecuteNonQuery() =>
-        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: false, NonQuery, CancellationToken.None).GetAwaiter().GetResult();
+        Handle.Scope.Execute(this, CommandBehavior.Default, async: false, NonQuery, CancellationToken.None).GetAwaiter().GetResult();
 
     public override Task<int> ExecuteNonQueryAsync(CancellationToken cancellationToken) =>
-        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: true, NonQuery, cancellationToken).AsTask();
+        Handle.Scope.Execute(this, CommandBehavior.Default, async: true, NonQuery, cancellationToken).AsTask();
 
     public override object? ExecuteScalar() =>
-        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: false, Scalar, CancellationToken.None).GetAwaiter().GetResult();
+        Handle.Scope.Execute(this, CommandBehavior.Default, async: false, Scalar, CancellationToken.None).GetAwaiter().GetResult();
 
     public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken) =>
-        ScopeConnection.Scope.Execute(this, CommandBehavior.Default, async: true, Scalar, cancellationToken).AsTask();
+        Handle.Scope.Execute(this, CommandBehavior.Default, async: true, Scalar, cancellationToken).AsTask();
 
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior) =>
-        ScopeConnection.Scope.Execute(this, behavior, async: false, Reader, CancellationToken.None).GetAwaiter().GetResult();
+        Handle.Scope.Execute(this, behavior, async: false, Reader, CancellationToken.None).GetAwaiter().GetResult();
 
     protected override Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken) =>
-        ScopeConnection.Scope.Execute(this, behavior, async: true, Reader, cancellationToken).AsTask();
+        Handle.Scope.Execute(this, behavior, async: true, Reader, cancellationToken).AsTask();
 
     protected override void Dispose(bool disposing)
     {

@@ -18,18 +18,19 @@ internal sealed class ScopeInterceptor : UnwrapDataObjectInterceptor
     {
     }
 
+    /// <remarks>
+    /// Inside a bulk copy (linq2db reports each as an activity, <see cref="BulkCopyActivity"/>) the copy takes the scope's
+    /// connection like a statement. linq2db hands <c>SqlBulkCopy</c> only a transaction the application began, and
+    /// <c>SqlBulkCopy</c> refuses a connection in a transaction it was not given: when the application began none, the
+    /// kit begins one for the copy (a savepoint), so that the driver's bulk copy runs natively in the test's transaction.
+    /// </remarks>
     public override DbConnection UnwrapConnection(IDataContext dataContext, DbConnection connection)
     {
-        if (connection is not ScopeConnection scoped)
+        if (connection is not TestScopeConnection scoped)
             return connection;
 
-        // linq2db gives SqlBulkCopy only a transaction the application began; without one, SqlBulkCopy refuses to run on a
-        // connection in a transaction. Keeping the kit's connection makes linq2db copy with INSERT statements instead, in the test's transaction.
-        if (scoped.Scope.Database.Provider.BulkCopyNeedsTransaction && dataContext is DataConnection { Transaction: null })
-        {
-            scoped.Scope.TraceLog.Add($"{scoped.Origin}: no application transaction, so linq2db cannot hand SqlBulkCopy the test's: provider-specific bulk copy falls back to INSERT statements");
-            return connection;
-        }
+        if (BulkCopyActivity.Current is { } bulkCopy)
+            return bulkCopy.Begin(scoped, dataContext as DataConnection);
 
         return scoped.Scope.Native;
     }
@@ -42,7 +43,7 @@ internal sealed class ScopeInterceptor : UnwrapDataObjectInterceptor
         if (command is not ScopeCommand scoped)
             return command;
 
-        scoped.Inner.Transaction = scoped.ScopeConnection.Scope.Outer;
+        scoped.Inner.Transaction = scoped.Handle.Scope.Outer;
         return scoped.Inner;
     }
 }

@@ -59,7 +59,7 @@ internal sealed class ScopeTrace
     /// <summary>The receiver of linq2db's trace for every <see cref="DataConnection"/> built from a scope's options.</summary>
     public static void OnLinqToDBTrace(TraceInfo info)
     {
-        if (info.DataConnection.TryGetDbConnection() is not ScopeConnection connection)
+        if (info.DataConnection.TryGetDbConnection() is not TestScopeConnection connection)
             return;
 
         var trace = connection.Scope.TraceLog;

@@ -13,12 +13,13 @@ namespace Linq2DbTestKit.Internal;
 /// Like a real connection it holds at most one transaction at a time, and closing it rolls back that transaction.
 /// Transactions of different handles nest, as the savepoints they are.
 /// </remarks>
-internal sealed class ScopeConnection : DbConnection
+internal sealed class TestScopeConnection : DbConnection
 {
     ConnectionState _state;
     int _interceptorAttached;
+    string? _divergence;
 
-    public ScopeConnection(TestScope scope, string origin, bool tracedByLinqToDB, bool adoptedFromApplication = false)
+    public TestScopeConnection(TestScope scope, string origin, bool tracedByLinqToDB, bool adoptedFromApplication = false)
     {
         Scope = scope;
         Origin = origin;
@@ -42,6 +43,22 @@ internal sealed class ScopeConnection : DbConnection
 
     /// <summary>True the first time only: the context that opened this handle is to get the kit's unwrap interceptor.</summary>
     public bool MarkInterceptorAttached() => Interlocked.Exchange(ref _interceptorAttached, 1) == 0;
+
+    /// <summary>Whether this handle's next use is to say how the scope diverged from production for it.</summary>
+    public bool HasPendingDivergence => Volatile.Read(ref _divergence) is not null;
+
+    /// <summary>Something happened to this handle that production would not do; its next use reports it, once.</summary>
+    public void Diverged(string description) => Volatile.Write(ref _divergence, description);
+
+    /// <summary>Reports a pending divergence, once: to the caller, and to the scope's list for the end of the test.</summary>
+    public void ThrowIfDiverged(TestScope scope)
+    {
+        if (Interlocked.Exchange(ref _divergence, null) is { } description)
+        {
+            scope.RecordDivergence(description);
+            throw new TestScopeException(description);
+        }
+    }
 
     /// <summary>The transaction begun on this handle, while it is active.</summary>
     public SavepointTransaction? Transaction { get; internal set; }

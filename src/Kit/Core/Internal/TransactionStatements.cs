@@ -1,0 +1,157 @@
+namespace Linq2DbTestKit.Internal;
+
+/// <summary>A savepoint statement the application sends as SQL: <c>SAVEPOINT n</c>, <c>RELEASE n</c>, <c>ROLLBACK TO n</c>; <c>SAVE TRAN n</c>, <c>ROLLBACK TRAN n</c>.</summary>
+internal readonly record struct SavepointCommand(SavepointAction Action, string Name);
+
+/// <summary>What SQL text does to transactions.</summary>
+/// <param name="EndsTransaction">It begins, commits or rolls back a transaction: it would end the test's behind the kit's back.</param>
+/// <param name="Savepoint">It is a savepoint statement, legitimate inside the application's own transaction.</param>
+/// <param name="Statements">How many statements the text holds (T-SQL: 1 when it holds nothing but the savepoint statement).</param>
+internal readonly record struct StatementControl(bool EndsTransaction, SavepointCommand? Savepoint, int Statements)
+{
+    public static readonly StatementControl None = new(false, null, 1);
+
+    public static readonly StatementControl Ends = new(true, null, 1);
+}
+
+/// <summary>Tells transaction statements apart in SQL text, by each dialect's rules.</summary>
+internal static class TransactionStatements
+{
+    static readonly string[] PostgreSqlHints = ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare"];
+
+    static readonly string[] TSqlHints = ["tran", "commit", "rollback"];
+
+    /// <summary>T-SQL's reserved words that can follow <c>ROLLBACK TRAN</c> as the next statement: then there is no savepoint name.</summary>
+    static readonly HashSet<string> TSqlStatementWords = new(StringComparer.Ordinal)
+    {
+        "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "IF", "ELSE", "BEGIN", "END", "WHILE", "RETURN", "EXEC", "EXECUTE",
+        "DECLARE", "SET", "COMMIT", "ROLLBACK", "SAVE", "WITH", "TRUNCATE", "PRINT", "RAISERROR", "THROW", "CREATE", "ALTER",
+        "DROP", "GO", "USE", "WAITFOR", "BREAK", "CONTINUE", "GOTO", "GRANT", "DENY", "REVOKE", "OPEN", "CLOSE", "FETCH", "DEALLOCATE",
+    };
+
+    public static StatementControl Classify(string sql, SqlDialect dialect, bool standardConformingStrings = true)
+    {
+        var hints = dialect == SqlDialect.PostgreSql ? PostgreSqlHints : TSqlHints;
+        if (!hints.Any(hint => sql.Contains(hint, StringComparison.OrdinalIgnoreCase)))
+            return StatementControl.None;
+
+        var tokens = SqlScanner.Tokens(sql, dialect, standardConformingStrings).ToList();
+        return dialect == SqlDialect.PostgreSql ? ClassifyPostgreSql(tokens) : ClassifyTSql(tokens);
+    }
+
+    /// <remarks>In PostgreSQL a transaction statement is a statement of its own: its first word says it.</remarks>
+    static StatementControl ClassifyPostgreSql(List<SqlToken> tokens)
+    {
+        var statements = new List<List<SqlToken>>();
+        var current = new List<SqlToken>();
+        foreach (var token in tokens)
+        {
+            if (token.Kind == SqlTokenKind.Separator)
+            {
+                if (current.Count > 0)
+                    statements.Add(current);
+                current = [];
+            }
+            else
+            {
+                current.Add(token);
+            }
+        }
+
+        if (current.Count > 0)
+            statements.Add(current);
+
+        SavepointCommand? savepoint = null;
+        foreach (var statement in statements)
+        {
+            if (statement[0].Kind != SqlTokenKind.Word)
+                continue;
+
+            var word = Word(statement, 1);
+            // ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name
+            var to = word is "WORK" or "TRANSACTION" ? 2 : 1;
+            switch (statement[0].Text)
+            {
+                case "BEGIN" or "START" or "COMMIT" or "END" or "ABORT":
+                case "PREPARE" when word == "TRANSACTION":
+                case "ROLLBACK" when Word(statement, to) != "TO":
+                    return StatementControl.Ends with { Statements = statements.Count };
+                case "ROLLBACK":
+                    savepoint = Name(statement, Word(statement, to + 1) == "SAVEPOINT" ? to + 2 : to + 1, SavepointAction.Rollback, SqlDialect.PostgreSql) ?? savepoint;
+                    break;
+                case "SAVEPOINT":
+                    savepoint = Name(statement, 1, SavepointAction.Save, SqlDialect.PostgreSql) ?? savepoint;
+                    break;
+                case "RELEASE":
+                    savepoint = Name(statement, word == "SAVEPOINT" ? 2 : 1, SavepointAction.Release, SqlDialect.PostgreSql) ?? savepoint;
+                    break;
+            }
+        }
+
+        return new StatementControl(false, savepoint, Math.Max(statements.Count, 1));
+    }
+
+    /// <remarks>
+    /// T-SQL needs no ';' between statements, so a transaction keyword counts wherever it stands in code. Dynamic SQL
+    /// (<c>EXEC('…')</c>, <c>sp_executesql N'…'</c>) runs string literals as statements: in a batch that has it, every
+    /// string literal is read as T-SQL too.
+    /// </remarks>
+    static StatementControl ClassifyTSql(List<SqlToken> tokens)
+    {
+        var code = tokens.Where(t => t.Kind is not SqlTokenKind.Separator).ToList();
+        SavepointCommand? savepoint = null;
+        var dynamic = false;
+        for (var i = 0; i < code.Count; i++)
+        {
+            if (code[i].Kind != SqlTokenKind.Word)
+                continue;
+
+            var next = Word(code, i + 1);
+            switch (code[i].Text)
+            {
+                case "COMMIT":
+                case "BEGIN" when next is "TRAN" or "TRANSACTION" or "DISTRIBUTED":
+                    return StatementControl.Ends;
+                case "ROLLBACK" when next is "TRAN" or "TRANSACTION":
+                    if (Name(code, i + 2, SavepointAction.Rollback, SqlDialect.TSql) is not { } rolledBackTo)
+                        return StatementControl.Ends;
+                    savepoint = rolledBackTo;
+                    break;
+                case "ROLLBACK":
+                    return StatementControl.Ends;
+                case "SAVE" when next is "TRAN" or "TRANSACTION":
+                    savepoint = Name(code, i + 2, SavepointAction.Save, SqlDialect.TSql) ?? savepoint;
+                    break;
+                case "EXEC" or "EXECUTE" when i + 1 < code.Count && code[i + 1] is { Kind: SqlTokenKind.Symbol, Text: "(" }:
+                case "SP_EXECUTESQL":
+                    dynamic = true;
+                    break;
+            }
+        }
+
+        if (dynamic && tokens.Any(t => t.Kind == SqlTokenKind.String && Classify(t.Text, SqlDialect.TSql) is { EndsTransaction: true } or { Savepoint: not null }))
+            return StatementControl.Ends;
+
+        // A savepoint statement counts as alone when the batch holds nothing else: its two keywords and its name.
+        return new StatementControl(false, savepoint, savepoint is not null && code.Count == 3 ? 1 : 2);
+    }
+
+    static string? Word(List<SqlToken> tokens, int index) =>
+        index < tokens.Count && tokens[index].Kind == SqlTokenKind.Word ? tokens[index].Text : null;
+
+    /// <summary>The savepoint name at <paramref name="index"/>, as the server folds it; <see langword="null"/> when there is none.</summary>
+    static SavepointCommand? Name(List<SqlToken> tokens, int index, SavepointAction action, SqlDialect dialect)
+    {
+        if (index >= tokens.Count)
+            return null;
+
+        var token = tokens[index];
+        return token.Kind switch
+        {
+            SqlTokenKind.QuotedName => new SavepointCommand(action, token.Text),
+            SqlTokenKind.Word when dialect == SqlDialect.PostgreSql => new SavepointCommand(action, token.Raw.ToLowerInvariant()),
+            SqlTokenKind.Word when !TSqlStatementWords.Contains(token.Text) => new SavepointCommand(action, token.Raw),
+            _ => null,
+        };
+    }
+}
