@@ -123,4 +123,160 @@ public sealed class PostgresSpecifics : ConformanceTest
         Assert.That(options.StatementSavepoints, Is.True);
         Assert.That(Scope.StatementSavepoints, Is.EqualTo(Scope.Database.StatementSavepoints));
     }
+
+    [Test]
+    public void With_statement_savepoints_a_failed_bulk_copy_rolls_back_alone_and_the_statement_before_it_stays()
+    {
+        Scope.StatementSavepoints = true;
+        using var db = NewShop();
+        db.Insert(new Item { Name = Name("before") });
+
+        Assert.That(() => db.BulkCopy(new BulkCopyOptions { BulkCopyType = BulkCopyType.ProviderSpecific }, new[] { new Item { Name = Name("before") } }),
+            Throws.InstanceOf<PostgresException>().With.Property("SqlState").EqualTo(PostgresErrorCodes.UniqueViolation));
+        db.Insert(new Item { Name = Name("after") });
+
+        Assert.That(NamesAsync(db).Result, Is.EqualTo(new[] { "after", "before" }), "only the failed copy was undone");
+    }
+
+    [Test]
+    public void Without_statement_savepoints_a_failed_bulk_copy_aborts_the_transaction_and_the_next_statement_names_it()
+    {
+        using var db = NewShop();
+        db.Insert(new Item { Name = Name("before") });
+
+        Assert.That(() => db.BulkCopy(new BulkCopyOptions { BulkCopyType = BulkCopyType.ProviderSpecific }, new[] { new Item { Name = Name("before") } }),
+            Throws.InstanceOf<PostgresException>());
+
+        Assert.That(() => db.Items.Count(), Throws.InstanceOf<TestScopeException>().With.Message.Contains("a provider-specific bulk copy"));
+    }
+
+    [Test]
+    public void Turning_statement_savepoints_off_releases_the_last_one_and_a_later_failure_aborts_as_documented()
+    {
+        Scope.StatementSavepoints = true;
+        using var db = NewShop();
+        db.Insert(new Item { Name = Name("a") });
+        Scope.StatementSavepoints = false;
+
+        Assert.That(() => db.Insert(new Item { Name = Name("a") }), Throws.InstanceOf<PostgresException>());
+
+        Assert.That(() => db.Items.Count(), Throws.InstanceOf<TestScopeException>().With.Message.Contains("aborted the test's transaction"),
+            "the failure aborted the transaction; it was not silently rolled back to the last statement's savepoint");
+        Assert.That(Scope.Trace, Does.Not.Contain("rolled back alone"));
+    }
+
+    [Test]
+    public void A_command_timeout_is_the_drivers_own_error_and_the_application_can_roll_back_and_go_on()
+    {
+        using var db = NewShop();
+        db.CommandTimeout = 1;
+        using (var transaction = db.BeginTransaction())
+        {
+            db.Insert(new Item { Name = Name("inside") });
+            Assert.That(() => db.Execute("SELECT pg_sleep(5)"), Throws.InstanceOf<NpgsqlException>().With.InnerException.InstanceOf<TimeoutException>(),
+                "the application gets the driver's timeout, as it would outside a test");
+            transaction.Rollback();
+        }
+
+        db.Insert(new Item { Name = Name("after") });
+        Assert.That(NamesAsync(db).Result, Is.EqualTo(new[] { "after" }), "the scope lives on: a timeout is not a lost connection");
+        Assert.That(Scope.Trace, Does.Not.Contain("connection to the server is lost"));
+    }
+
+    const string DeferredSchema =
+        "CREATE TEMPORARY TABLE parents (id int PRIMARY KEY) ON COMMIT DROP; " +
+        "CREATE TEMPORARY TABLE children (id int PRIMARY KEY, parent_id int REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP";
+
+    [Test]
+    public void A_deferred_constraint_fails_the_applications_commit_as_it_would_in_production_and_rolls_its_transaction_back()
+    {
+        using var db = NewShop();
+        db.Execute(DeferredSchema);
+
+        using (var transaction = db.BeginTransaction())
+        {
+            db.Execute("INSERT INTO children (id, parent_id) VALUES (1, 42)");
+            Assert.That(() => transaction.Commit(), Throws.InstanceOf<PostgresException>().With.Property("SqlState").EqualTo(PostgresErrorCodes.ForeignKeyViolation));
+        }
+
+        Assert.That(db.Execute<int>("SELECT count(*) FROM children"), Is.Zero, "the failed commit rolled the transaction back, as PostgreSQL's does");
+    }
+
+    [Test]
+    public void After_a_commit_that_checked_them_deferred_constraints_stay_deferred()
+    {
+        using var db = NewShop();
+        db.Execute(DeferredSchema);
+        using (var transaction = db.BeginTransaction())
+        {
+            db.Execute("INSERT INTO parents (id) VALUES (1)");
+            db.Execute("INSERT INTO children (id, parent_id) VALUES (1, 1)");
+            transaction.Commit();
+        }
+
+        using (var transaction = db.BeginTransaction())
+        {
+            // Violated for a moment, mended before the commit: fine while the constraint is deferred.
+            db.Execute("INSERT INTO children (id, parent_id) VALUES (2, 2)");
+            db.Execute("INSERT INTO parents (id) VALUES (2)");
+            Assert.That(() => transaction.Commit(), Throws.Nothing);
+        }
+
+        Assert.That(db.Execute<int>("SELECT count(*) FROM children"), Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task A_session_level_advisory_lock_is_released_when_the_scope_ends()
+    {
+        using (var db = NewShop())
+            db.Execute("SELECT pg_advisory_lock(74656)");
+
+        await Scope.DisposeAsync();
+
+        await using var outside = Outside.Open();
+        await using var command = outside.CreateCommand();
+        command.CommandText = "SELECT pg_try_advisory_lock(74656)";
+        Assert.That(await command.ExecuteScalarAsync(), Is.True, "another session takes the lock at once: the scope's pooled connection does not hold it");
+        command.CommandText = "SELECT pg_advisory_unlock(74656)";
+        await command.ExecuteScalarAsync();
+    }
+
+    [Test]
+    public async Task Session_settings_listens_and_prepared_statements_of_one_scope_are_not_in_the_next()
+    {
+        using (var db = NewShop())
+        {
+            db.Execute("SET search_path = pg_catalog, public");
+            db.Execute("LISTEN testkit_channel");
+            db.Execute("PREPARE testkit_query AS SELECT 1");
+        }
+
+        await Scope.DisposeAsync();
+
+        for (var i = 0; i < 3; i++)
+        {
+            // The next scopes, on the pool's connections: each starts as a fresh session would.
+            await using var next = await Scope.Database.BeginScopeAsync();
+            using var db = new ShopDb(next.Options);
+            Assert.That(db.Execute<string>("SHOW search_path"), Does.Not.StartWith("pg_catalog"));
+            Assert.That(db.Execute<long>("SELECT count(*) FROM pg_listening_channels()"), Is.Zero);
+            Assert.That(() => db.Execute("PREPARE testkit_query AS SELECT 1"), Throws.Nothing);
+        }
+    }
+
+    [Test]
+    public void A_statement_that_fails_while_its_rows_are_read_is_named_as_such_by_the_next_statement()
+    {
+        using var connection = Scope.OpenConnection();
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT 10 / (3 - i) FROM generate_series(1, 3) AS i";
+            using var reader = command.ExecuteReader();
+            Assert.That(() => { while (reader.Read()) { } }, Throws.InstanceOf<PostgresException>());
+        }
+
+        using var db = NewShop();
+        Assert.That(() => db.Items.Count(), Throws.InstanceOf<TestScopeException>()
+            .With.Message.Contains("failed after it had returned its result").And.Message.Not.Contains("driver's own connection"));
+    }
 }

@@ -74,6 +74,12 @@ public abstract class DatabaseProvider
     /// </summary>
     internal virtual string? SavepointSentAsStatement(SavepointAction action, string name) => null;
 
+    /// <summary>Refuses a savepoint name the application gives that the database would not take as it is.</summary>
+    /// <exception cref="ArgumentException">The name breaks the database's rules; the message says which.</exception>
+    internal virtual void CheckSavepointName(string name)
+    {
+    }
+
     /// <summary>The name of the savepoint with this sequence number, within the database's limits.</summary>
     internal abstract string SavepointName(long number);
 

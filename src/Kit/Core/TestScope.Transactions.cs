@@ -158,6 +158,8 @@ public sealed partial class TestScope
 
     internal async ValueTask ApplicationSavepoint(SavepointTransaction transaction, SavepointAction action, string savepointName, bool async, CancellationToken cancellationToken)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(savepointName);
+        Provider.CheckSavepointName(savepointName);
         if (action == SavepointAction.Release && !Provider.CanReleaseSavepoints)
             return;
 

@@ -39,7 +39,7 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
     readonly Func<DataOptions, DbConnection> _connectionFactory;
     int _connectionNumber;
     int _state;
-    DataConnection? _db;
+    ScopeDataConnection? _db;
     Fatal? _fatal;
     (DbDataReader Reader, TestScopeConnection Owner)? _openReader;
 
@@ -78,7 +78,8 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
     public DataOptions Options { get; }
 
     /// <summary>
-    /// A ready <see cref="DataConnection"/> on this scope, made on first use and disposed with the scope.
+    /// A ready <see cref="DataConnection"/> on this scope, made on first use and disposed with the scope; made again when
+    /// the test disposed it (<c>using var db = Scope.Db;</c>).
     /// </summary>
     public DataConnection Db
     {
@@ -87,7 +88,9 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
             lock (_dbLock)
             {
                 ThrowIfEnded();
-                return _db ??= new DataConnection(Options);
+                if (_db is null or { IsDisposed: true })
+                    _db = new ScopeDataConnection(Options);
+                return _db;
             }
         }
     }
@@ -308,6 +311,12 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
     {
         lock (_divergences)
             _divergences.Add(description);
+    }
+
+    /// <summary>The scope's own <see cref="Db"/>, which says whether the test disposed it.</summary>
+    sealed class ScopeDataConnection(DataOptions options) : DataConnection(options)
+    {
+        public bool IsDisposed => Disposed;
     }
 
     sealed class CurrentRestorer(TestScope? previous) : IDisposable

@@ -130,6 +130,20 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
             : throw new InvalidOperationException($"Savepoint name {name} is longer than SQL Server's {MaxSavepointNameLength} characters.");
     }
 
+    /// <remarks>
+    /// SqlClient sends a savepoint name in a TDS request without checking its length, and the server may cut it short
+    /// rather than refuse it: two long names could then name one savepoint. The kit applies SQL Server's limit itself.
+    /// </remarks>
+    internal override void CheckSavepointName(string name)
+    {
+        if (name.Length > MaxSavepointNameLength)
+        {
+            throw new ArgumentException(
+                $"The savepoint name '{name}' has {name.Length} characters; SQL Server allows at most {MaxSavepointNameLength} (SAVE TRANSACTION). " +
+                "Outside a test the name could be cut short silently; use a shorter name.", nameof(name));
+        }
+    }
+
     internal override string? SavepointStatement(SavepointAction action, string name) => action switch
     {
         SavepointAction.Save => $"SAVE TRANSACTION {name}",

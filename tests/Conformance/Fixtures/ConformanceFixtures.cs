@@ -56,6 +56,10 @@ public sealed class ConstructionShapes : ConstructionShapesSuite;
 
 public sealed class ApplicationStart : ApplicationStartSuite;
 
+public sealed class Truth : TruthSuite;
+
+public sealed class TransactionEnded : TransactionEndedSuite;
+
 public sealed class Misuse : MisuseSuite;
 
 public sealed class ModelBased : ModelBasedSuite;

@@ -1,0 +1,2 @@
+global using Linq2DbTestKit.Internal;
+global using NUnit.Framework;
