@@ -166,7 +166,8 @@ public abstract class DatabaseProvider
 
     /// <summary>
     /// Whether the driver's bulk copy must be handed the transaction explicitly (SqlBulkCopy refuses to run on a connection
-    /// with a transaction it was not given). linq2db hands over only a transaction the application began.
+    /// with a transaction it was not given). linq2db hands over only a transaction the application began, so the kit
+    /// begins one for a copy outside any.
     /// </summary>
     internal virtual bool BulkCopyNeedsTransaction => false;
 }

@@ -210,8 +210,9 @@ public sealed partial class TestScope
         {
             _fatal ??= new Fatal(FatalKind.Ended,
                 $"{Provider.DisplayName} ended the test's transaction — committed or rolled it back — when {origin} ran {Misuse.Shorten(sql)} and it failed " +
-                $"({exception.Message}): a deadlock victim, a trigger's ROLLBACK, XACT_ABORT ON, or an error that dooms the transaction. Nothing more can run " +
-                "in this test. Outside a test the application's own transaction would end alone: test the recovery from this error with a real-commit test, or end the test at the error.");
+                $"({exception.Message}): a deadlock victim, a trigger's ROLLBACK, XACT_ABORT ON, or an error that dooms the transaction, or a COMMIT sent " +
+                "as dynamic SQL. What the test wrote may have been committed, and nothing more can run in this test. Outside a test the application's own " +
+                "transaction would end alone: test the recovery from this error with a real-commit test, or end the test at the error.");
             TraceLog.Add("↑ the server ended the test's transaction: nothing more can run in this test");
         }
 

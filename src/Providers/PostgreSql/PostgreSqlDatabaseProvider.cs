@@ -170,7 +170,16 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     internal override async Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken)
     {
         await admin.RunAsync($"CREATE DATABASE {Quote(database)}", cancellationToken).ConfigureAwait(false);
-        await admin.RunAsync($"COMMENT ON DATABASE {Quote(database)} IS '{marker.Replace("'", "''", StringComparison.Ordinal)}'", cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await admin.RunAsync($"COMMENT ON DATABASE {Quote(database)} IS '{marker.Replace("'", "''", StringComparison.Ordinal)}'", cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // A database without the kit's mark would never be dropped by the kit.
+            await admin.RunAsync($"DROP DATABASE {Quote(database)}", CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
     }
 
     internal override async Task<string?> ReadMarkerAsync(DbConnection admin, string database, CancellationToken cancellationToken)

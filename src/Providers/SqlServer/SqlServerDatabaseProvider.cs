@@ -15,17 +15,18 @@ namespace Linq2DbTestKit.SqlServer;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Every command runs with the test's <c>SqlTransaction</c>, which SqlClient requires. Some errors doom the whole
-/// transaction (<c>XACT_STATE() = -1</c>) or make the server roll it back; the kit then reports which statement did it,
-/// since nothing more can run in that test.
+/// Every command runs with the test's <c>SqlTransaction</c>, which SqlClient requires. Some errors make the server end
+/// the whole transaction (a deadlock, <c>XACT_ABORT</c>, a doomed transaction at the end of its batch); SqlClient then
+/// lets go of it, and later commands would run in autocommit. The kit checks after every statement and stops the test,
+/// naming the statement.
 /// </para>
 /// <para>
 /// The kit creates the run's database with <c>READ_COMMITTED_SNAPSHOT ON</c>, so that tests running in parallel read
 /// around each other's uncommitted rows instead of waiting for them, as PostgreSQL's readers do.
 /// </para>
 /// <para>
-/// linq2db hands <c>SqlBulkCopy</c> only a transaction the application began. Inside an application transaction,
-/// provider-specific bulk copy runs natively; outside one, it falls back to INSERT statements, in the test's transaction.
+/// linq2db hands <c>SqlBulkCopy</c> only a transaction the application began: outside one, the kit begins one for the
+/// copy (a savepoint), so that provider-specific bulk copy always runs natively, in the test's transaction.
 /// </para>
 /// </remarks>
 public sealed class SqlServerDatabaseProvider : DatabaseProvider
@@ -160,14 +161,27 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not (null or DBNull);
     }
 
+    /// <remarks>
+    /// <c>CREATE DATABASE</c> cannot run in a transaction, so creation is made all-or-nothing by hand: when setting it up
+    /// or marking it fails, the database is dropped at once, before anything else can use it. A database without the
+    /// kit's mark would never be dropped by the kit.
+    /// </remarks>
     internal override async Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken)
     {
         var name = Quote(database);
         await admin.RunAsync($"CREATE DATABASE {name}", cancellationToken).ConfigureAwait(false);
-        await admin.RunAsync($"ALTER DATABASE {name} SET READ_COMMITTED_SNAPSHOT ON", cancellationToken).ConfigureAwait(false);
-        await using var mark = new SqlCommand($"EXEC {name}.sys.sp_addextendedproperty @name = N'{MarkerProperty}', @value = @marker", (SqlConnection)admin);
-        mark.Parameters.AddWithValue("marker", marker);
-        await mark.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await admin.RunAsync($"ALTER DATABASE {name} SET READ_COMMITTED_SNAPSHOT ON", cancellationToken).ConfigureAwait(false);
+            await using var mark = new SqlCommand($"EXEC {name}.sys.sp_addextendedproperty @name = N'{MarkerProperty}', @value = @marker", (SqlConnection)admin);
+            mark.Parameters.AddWithValue("marker", marker);
+            await mark.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await admin.RunAsync($"DROP DATABASE {name}", CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
     }
 
     internal override async Task<string?> ReadMarkerAsync(DbConnection admin, string database, CancellationToken cancellationToken)
@@ -177,13 +191,41 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
     }
 
+    /// <remarks>
+    /// <c>SINGLE_USER WITH ROLLBACK IMMEDIATE</c> closes every other session on the database, whatever it was doing. A
+    /// connection that opens between it and the <c>DROP</c> takes the single slot, and the drop fails with error 3702:
+    /// the kit tries again, which closes that session too, and leaves the database to everyone again if it gives up.
+    /// </remarks>
     internal override async Task DropDatabaseAsync(DbConnection admin, string database, CancellationToken cancellationToken)
     {
         var name = Quote(database);
-        // SINGLE_USER WITH ROLLBACK IMMEDIATE closes every other session on the database, whatever it was doing.
-        await admin.RunAsync($"IF DB_ID(N'{database.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL BEGIN " +
-                         $"ALTER DATABASE {name} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {name}; END", cancellationToken).ConfigureAwait(false);
+        var drop = $"IF DB_ID(N'{database.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL BEGIN " +
+                   $"ALTER DATABASE {name} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {name}; END";
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await admin.RunAsync(drop, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (SqlException exception) when (exception.Number == DatabaseInUse && attempt < DropAttempts)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken).ConfigureAwait(false);
+            }
+            catch (SqlException exception) when (exception.Number == DatabaseInUse)
+            {
+                await admin.RunAsync($"IF DB_ID(N'{database.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL ALTER DATABASE {name} SET MULTI_USER", CancellationToken.None).ConfigureAwait(false);
+                throw new TestKitConfigurationException(
+                    $"Could not drop database '{database}' after {DropAttempts} attempts: another session kept taking it ({exception.Message}). " +
+                    "It is left to every user again; drop it by hand once whatever connects to it has stopped.", exception);
+            }
+        }
     }
+
+    /// <summary>SQL Server's error for a database that is in use.</summary>
+    const int DatabaseInUse = 3702;
+
+    const int DropAttempts = 5;
 
     /// <remarks>
     /// SqlClient reports each command to its <c>SqlClientDiagnosticListener</c>, with the command itself as the payload's
