@@ -56,6 +56,7 @@ public sealed class Strategies(int tables)
         ("raw Npgsql, BEGIN … ROLLBACK", RawNpgsql),
         (Floor, FloorAsync),
         (Kit, KitScope),
+        (KitTest, KitDatabaseTest),
         ("kit: scope, 3 nested app transactions", KitScopeNested),
         ("kit: scope, statement savepoints", KitScopeStatementSavepoints),
         (Respawn, RespawnReset),
@@ -65,6 +66,7 @@ public sealed class Strategies(int tables)
 
     public const string Floor = "floor: linq2db UseTransaction, BEGIN … ROLLBACK";
     public const string Kit = "kit: scope";
+    public const string KitTest = "kit: DatabaseTest (scope, current in the flow, bypass watch, end-of-test checks)";
     public const string Respawn = "Respawn 7 reset";
     public const string Truncate = "TRUNCATE … CASCADE of all tables";
 
@@ -122,6 +124,25 @@ public sealed class Strategies(int tables)
         await using var scope = await _kit.BeginScopeAsync();
         await using var db = new BenchDb(scope.Options);
         return await db.WorkAsync();
+    }
+
+    /// <summary>
+    /// What a test derived from <c>DatabaseTest</c> costs: the NUnit integration's own begin and end around the test,
+    /// with the scope current in the flow (so the drivers' diagnostics are watched for bypasses), and the checks at its end.
+    /// </summary>
+    public async Task<int> KitDatabaseTest()
+    {
+        var scope = Internal.ScopedTest.Begin(_kit);
+        try
+        {
+            await using var db = new BenchDb(scope.Options);
+            return await db.WorkAsync();
+        }
+        finally
+        {
+            if (Internal.ScopedTest.End(scope) is { } problems)
+                throw new InvalidOperationException(problems);
+        }
     }
 
     /// <summary>The same work with three application transactions nested inside each other: three savepoints, released.</summary>

@@ -17,6 +17,7 @@ public sealed partial class TestScope
         Func<DbCommand, CommandBehavior, bool, CancellationToken, ValueTask<T>> run,
         CancellationToken cancellationToken)
     {
+        MarkOwnStatement();
         var connection = command.Handle;
         connection.ThrowIfClosed();
 

@@ -10,6 +10,7 @@ public sealed partial class TestScope
 {
     internal async ValueTask<SavepointTransaction> BeginTransaction(TestScopeConnection connection, IsolationLevel isolationLevel, bool async, CancellationToken cancellationToken)
     {
+        MarkOwnStatement();
         connection.ThrowIfClosed();
         if (System.Transactions.Transaction.Current is not null)
             throw Misuse.TransactionScope();
@@ -47,6 +48,7 @@ public sealed partial class TestScope
 
     internal async ValueTask Commit(SavepointTransaction transaction, bool async, CancellationToken cancellationToken)
     {
+        MarkOwnStatement();
         await Enter(transaction.Owner, "COMMIT", async, cancellationToken).ConfigureAwait(false);
         try
         {
@@ -106,6 +108,7 @@ public sealed partial class TestScope
 
     internal async ValueTask Rollback(SavepointTransaction transaction, bool async, CancellationToken cancellationToken, bool disposing = false)
     {
+        MarkOwnStatement();
         switch (transaction.State)
         {
             case SavepointState.Discarded when disposing || !transaction.Owner.HasPendingDivergence:
@@ -158,6 +161,7 @@ public sealed partial class TestScope
 
     internal async ValueTask ApplicationSavepoint(SavepointTransaction transaction, SavepointAction action, string savepointName, bool async, CancellationToken cancellationToken)
     {
+        MarkOwnStatement();
         ArgumentException.ThrowIfNullOrWhiteSpace(savepointName);
         Provider.CheckSavepointName(savepointName);
         if (action == SavepointAction.Release && !Provider.CanReleaseSavepoints)
@@ -213,6 +217,7 @@ public sealed partial class TestScope
 
     async ValueTask End(bool async)
     {
+        MarkOwnStatement();
         if (Interlocked.CompareExchange(ref _state, Ending, Active) != Active)
             return;
 

@@ -29,6 +29,7 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
 
     static readonly ConcurrentDictionary<string, TestScope> Open = new(StringComparer.Ordinal);
     static readonly AsyncLocal<TestScope?> CurrentScope = new();
+    static readonly AsyncLocal<bool> OwnStatement = new();
 
     /// <summary>Held by whatever uses the scope's one connection: a statement, a savepoint operation, a bulk copy, the end.</summary>
     readonly SemaphoreSlim _gate = new(1, 1);
@@ -234,6 +235,15 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
         CurrentScope.Value = this;
         return new CurrentRestorer(previous);
     }
+
+    /// <summary>
+    /// Whether the calling flow is inside one of the kit's own operations on a scope's connection: the drivers'
+    /// diagnostics of those statements need not be watched for bypasses, which keeps the watch free for the common case.
+    /// </summary>
+    internal static bool RunsOwnStatement => OwnStatement.Value;
+
+    /// <summary>Marks the rest of the calling async method, and what it calls, as the kit's own operation.</summary>
+    static void MarkOwnStatement() => OwnStatement.Value = true;
 
     /// <summary>Makes <paramref name="scope"/> current in the calling flow, with nothing to restore: for code that ends the flow itself.</summary>
     internal static void SetCurrent(TestScope? scope) => CurrentScope.Value = scope;

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Linq2DbTestKit.Internal;
 using NUnit.Framework;
 using NUnit.Framework.Interfaces;
 
@@ -22,12 +23,8 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
 
     public void BeforeTest(ITest test)
     {
-        if (test.IsSuite)
-            return;
-
-        var scope = TestRun.Database.BeginScope();
-        Scopes[test.Id] = scope;
-        TestScope.SetCurrent(scope);
+        if (!test.IsSuite)
+            Scopes[test.Id] = ScopedTest.Begin(TestRun.Database);
     }
 
     public void AfterTest(ITest test)
@@ -42,48 +39,16 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
         if (!Scopes.TryRemove(test.Id, out var scope))
             return;
 
-        TestScope.SetCurrent(null);
-        Exception? ending = null;
-        try
-        {
-            scope.Dispose();
-        }
-        catch (Exception exception)
-        {
-            ending = exception;
-        }
-
+        var problems = ScopedTest.End(scope);
         var failed = TestContext.CurrentContext.Result.Outcome.Status == TestStatus.Failed;
-        var bypass = BypassMessage(scope);
-        if (failed || bypass is not null || ending is not null)
+        if (failed || problems is not null)
             TestContext.Out.WriteLine($"SQL of {scope}:\n{scope.Trace}");
-
-        var problems = new[] { ending?.Message, bypass }.Where(message => message is not null).ToArray();
-        if (problems.Length == 0)
+        if (problems is null)
             return;
 
-        var message = string.Join("\n\n", problems);
         if (failed)
-            TestContext.Out.WriteLine(message);
+            TestContext.Out.WriteLine(problems);
         else
-            Assert.Fail(message);
-    }
-
-    static string? BypassMessage(TestScope scope)
-    {
-        var statements = scope.BypassStatements;
-        if (statements.Count == 0)
-            return null;
-
-        var wrote = statements.Any(s => s.Error is null && s.Writes);
-        var outcome = wrote
-            ? "What it wrote is committed and outlives the test."
-            : statements.Any(s => s.Error is null)
-                ? "It only read: it saw the database as committed, without what this test wrote in its scope, and wrote nothing."
-                : "Its statements failed, so they committed nothing; a lock wait that timed out means the test's scope held the row it wanted.";
-        return $"While this test ran, code in it connected to the run's database with TestRun.Database.ConnectionString (application name " +
-               $"{TestDatabase.UnscopedApplicationName}) instead of joining {scope}. {outcome} Build linq2db contexts inside the test (they join its scope), " +
-               "use Scope.OpenConnection() for raw ADO.NET, and send requests with factory.CreateClient(Scope). Statements:\n  " +
-               string.Join("\n  ", scope.Bypasses);
+            Assert.Fail(problems);
     }
 }

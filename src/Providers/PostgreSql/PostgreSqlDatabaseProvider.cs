@@ -205,14 +205,16 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     /// Npgsql reports each command as an activity of its "Npgsql" source. Its tags changed names between versions:
     /// the connection string without its password is <c>db.connection_string</c> (Npgsql 8, 9) or
     /// <c>db.npgsql.data_source</c> (10), the database <c>db.name</c> or <c>db.namespace</c>, the SQL
-    /// <c>db.statement</c> or <c>db.query.text</c>. Activities are created only for commands that run in a test's flow.
+    /// <c>db.statement</c> or <c>db.query.text</c>. Activities are created only for commands that run in a test's flow,
+    /// outside the kit's own operations.
     /// </remarks>
     internal override IDisposable ObserveStatements(Action<ObservedStatement> onStatement)
     {
         var listener = new ActivityListener
         {
             ShouldListenTo = source => source.Name == "Npgsql",
-            Sample = static (ref ActivityCreationOptions<ActivityContext> _) => TestScope.Current is null ? ActivitySamplingResult.None : ActivitySamplingResult.AllData,
+            Sample = static (ref ActivityCreationOptions<ActivityContext> _) =>
+                TestScope.Current is null || TestScope.RunsOwnStatement ? ActivitySamplingResult.None : ActivitySamplingResult.AllData,
             ActivityStopped = activity =>
             {
                 if (TestScope.Current is null)

@@ -250,12 +250,12 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         public void OnNext(DiagnosticListener listener)
         {
             if (listener.Name == "SqlClientDiagnosticListener")
-                listener.Subscribe(this, name => TestScope.Current is not null && name is CommandBefore or CommandAfter or CommandError);
+                listener.Subscribe(this, name => TestScope.Current is not null && !TestScope.RunsOwnStatement && name is CommandBefore or CommandAfter or CommandError);
         }
 
         public void OnNext(KeyValuePair<string, object?> diagnostic)
         {
-            if (diagnostic.Key is not (CommandAfter or CommandError) || TestScope.Current is null)
+            if (diagnostic.Key is not (CommandAfter or CommandError) || TestScope.Current is null || TestScope.RunsOwnStatement)
                 return;
             if (Property(diagnostic.Value, "Command") is not SqlCommand { Connection: { } connection } command)
                 return;

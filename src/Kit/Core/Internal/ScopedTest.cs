@@ -1,0 +1,52 @@
+namespace Linq2DbTestKit.Internal;
+
+/// <summary>
+/// One test's life around its scope, as the test framework integrations run it: the scope begins and becomes current in
+/// the test's flow, and at the end is rolled back, with what went wrong said in words. The NUnit integration and the
+/// benchmark of its cost both run this.
+/// </summary>
+internal static class ScopedTest
+{
+    /// <summary>Begins the test's scope and makes it current in the calling flow, synchronously, so that the flow keeps it.</summary>
+    public static TestScope Begin(TestDatabase database)
+    {
+        var scope = database.BeginScope();
+        TestScope.SetCurrent(scope);
+        return scope;
+    }
+
+    /// <summary>Ends the test's scope; the problems that must fail the test, as one message, or <see langword="null"/>.</summary>
+    public static string? End(TestScope scope)
+    {
+        TestScope.SetCurrent(null);
+        string? ending = null;
+        try
+        {
+            scope.Dispose();
+        }
+        catch (Exception exception) when (exception is TestScopeException or InvalidOperationException)
+        {
+            ending = exception.Message;
+        }
+
+        var problems = new[] { ending, BypassMessage(scope) }.Where(message => message is not null).ToArray();
+        return problems.Length == 0 ? null : string.Join("\n\n", problems);
+    }
+
+    static string? BypassMessage(TestScope scope)
+    {
+        var statements = scope.BypassStatements;
+        if (statements.Count == 0)
+            return null;
+
+        var outcome = statements.Any(s => s.Error is null && s.Writes)
+            ? "What it wrote is committed and outlives the test."
+            : statements.Any(s => s.Error is null)
+                ? "It only read: it saw the database as committed, without what this test wrote in its scope, and wrote nothing."
+                : "Its statements failed, so they committed nothing; a lock wait that timed out means the test's scope held the row it wanted.";
+        return $"While this test ran, code in it connected to the run's database with TestRun.Database.ConnectionString (application name " +
+               $"{TestDatabase.UnscopedApplicationName}) instead of joining {scope}. {outcome} Build linq2db contexts inside the test (they join its scope), " +
+               "use Scope.OpenConnection() for raw ADO.NET, and send requests with factory.CreateClient(Scope). Statements:\n  " +
+               string.Join("\n  ", scope.Bypasses);
+    }
+}
