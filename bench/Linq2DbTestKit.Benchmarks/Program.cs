@@ -10,9 +10,8 @@ using Npgsql;
 //   --skip-suite   no NUnit suite timing
 var quick = args.Contains("--quick");
 var (warmupRounds, rounds) = quick ? (1, 5) : (3, 30);
-Strategies.ServerConnectionString = Environment.GetEnvironmentVariable("TESTKIT_POSTGRES_CONNECTION") is { Length: > 0 } configured
-    ? configured
-    : Strategies.ServerConnectionString;
+await using var throwaway = await ServerAsync();
+var serverOrigin = throwaway is null ? "the configured server" : "a throwaway cluster the kit started (fsync off)";
 
 var root = RepositoryRoot();
 var resultsDirectory = Path.Combine(root, "bench", "results");
@@ -43,13 +42,33 @@ finally
 
 var results = Result.From(cases);
 var suite = args.Contains("--skip-suite") ? [] : SuiteWallTimes(root);
-var report = Report(results, suite, await ServerVersionAsync(), rounds, warmupRounds);
+var report = Report(results, suite, await ServerVersionAsync(), serverOrigin, rounds, warmupRounds);
 await File.WriteAllTextAsync(Path.Combine(resultsDirectory, "results.md"), report);
 await File.WriteAllTextAsync(Path.Combine(resultsDirectory, "per-test-cost.svg"),
     Chart.Svg(results, "Per-test isolation cost against schema size (PostgreSQL)"));
 Console.WriteLine(report);
 Console.WriteLine($"Written: {Path.Combine(resultsDirectory, "results.md")} and per-test-cost.svg");
 return 0;
+
+/// <summary>The server to measure on: the configured one, the one at the default address, or a throwaway cluster of the kit's.</summary>
+static async Task<Linq2DbTestKit.PostgreSql.LocalPostgreSqlServer?> ServerAsync()
+{
+    if (Environment.GetEnvironmentVariable("TESTKIT_POSTGRES_CONNECTION") is { Length: > 0 } configured)
+    {
+        Strategies.ServerConnectionString = configured;
+        return null;
+    }
+
+    if (await Linq2DbTestKit.Internal.ThrowawayServer.AnswersAsync("127.0.0.1", 5432, CancellationToken.None))
+        return null;
+
+    var (binaries, searched) = Linq2DbTestKit.PostgreSql.LocalPostgreSqlServer.FindBinaries(Environment.GetEnvironmentVariable);
+    var server = await Linq2DbTestKit.PostgreSql.LocalPostgreSqlServer.StartAsync(
+        binaries ?? throw new InvalidOperationException($"No PostgreSQL answers on 127.0.0.1:5432, and initdb and pg_ctl are not in {searched}: install PostgreSQL's server, or set TESTKIT_POSTGRES_CONNECTION."),
+        CancellationToken.None);
+    Strategies.ServerConnectionString = server.ConnectionString;
+    return server;
+}
 
 static string RepositoryRoot()
 {
@@ -88,12 +107,15 @@ static bool Dotnet(string root, params string[] arguments)
     var start = new ProcessStartInfo("dotnet") { WorkingDirectory = root };
     foreach (var argument in arguments)
         start.ArgumentList.Add(argument);
+
+    // The suite runs on the benchmark's server: its time is the tests', not a server's start.
+    start.Environment["TESTKIT_POSTGRES_CONNECTION"] = Strategies.ServerConnectionString;
     using var process = Process.Start(start)!;
     process.WaitForExit();
     return process.ExitCode == 0;
 }
 
-static string Report(IReadOnlyList<Result> results, IReadOnlyList<(int Workers, TimeSpan Time, bool Passed)> suite, string serverVersion, int rounds, int warmupRounds)
+static string Report(IReadOnlyList<Result> results, IReadOnlyList<(int Workers, TimeSpan Time, bool Passed)> suite, string serverVersion, string serverOrigin, int rounds, int warmupRounds)
 {
     var text = new StringBuilder();
     var c = CultureInfo.InvariantCulture;
@@ -101,7 +123,7 @@ static string Report(IReadOnlyList<Result> results, IReadOnlyList<(int Workers, 
         .AppendLine(c, $"Measured {DateTime.UtcNow:yyyy-MM-dd} by `bench/run`: {rounds} rounds after {warmupRounds} of warm-up; each round runs every case below once, in a shuffled order, as a batch of about 100 ms of tests (one test at least), timing each test, after a checkpoint and a `sync` (untimed) that write out what the previous batch left. Median and quartiles are over all the tests a case ran.")
         .AppendLine()
         .AppendLine(c, $"- machine: {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; {Processor()} ({Environment.ProcessorCount} logical cores); {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}")
-        .AppendLine(c, $"- server: {serverVersion}, on loopback, started by `scripts/local-postgres` (fsync off)")
+        .AppendLine(c, $"- server: {serverVersion}, on loopback, {serverOrigin}")
         .AppendLine(c, $"- linq2db {Version(typeof(LinqToDB.DataOptions))}, Npgsql {Version(typeof(NpgsqlConnection))}, Respawn {Version(typeof(Respawn.Respawner))}")
         .AppendLine()
         .AppendLine("One test = begin isolated, do the unit of work (a customer, two orders, four order lines, one joined count), leave nothing behind. ")

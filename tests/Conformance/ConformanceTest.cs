@@ -70,7 +70,7 @@ public static class Outside
     public static DbConnection OpenServer()
     {
         var provider = TestRun.Database.Provider;
-        var given = TestDatabaseOptions.FromEnvironment(provider).ConnectionString ?? provider.DefaultConnectionString;
+        var given = TestRun.Database.ServerConnectionString;
         var connection = provider.CreateConnection(provider.ForDatabase(given, null, ApplicationName));
         connection.Open();
         return connection;

@@ -12,30 +12,26 @@ namespace Linq2DbTestKit.Tests.Postgres;
 [CancelAfter(300_000)]
 public sealed class ServerRestart
 {
-    const int Port = 5439;
+    LocalPostgreSqlServer _server = null!;
 
-    static async Task RestartAsync()
-    {
-        var (restarted, messages) = await LocalPostgres.RunScriptAsync("restart", Port, CancellationToken.None);
-        Assert.That(restarted, Is.True, messages);
-    }
+    Task RestartAsync() => _server.RestartAsync(CancellationToken.None);
 
     static async Task<int> SelectOneAsync(TestScope scope) => await scope.Db.ExecuteAsync<int>("SELECT 1");
 
     [Test]
     public async Task After_a_restart_the_scope_that_broke_says_so_and_the_next_scope_works()
     {
-        if (LocalPostgres.FindScript() is null)
-            Assert.Ignore("needs this repository's scripts/local-postgres to start a PostgreSQL of its own");
-        var (started, messages) = await LocalPostgres.RunScriptAsync("start", Port, CancellationToken.None);
-        if (!started)
-            Assert.Ignore($"could not start a PostgreSQL of its own on port {Port} (scripts/local-postgres needs the PostgreSQL server binaries): {messages}");
+        var (binaries, searched) = LocalPostgreSqlServer.FindBinaries(Environment.GetEnvironmentVariable);
+        if (binaries is null)
+            Assert.Ignore($"needs PostgreSQL's server binaries to start a cluster of its own; initdb and pg_ctl are not in {searched}");
+        _server = await LocalPostgreSqlServer.StartAsync(binaries, CancellationToken.None);
 
         try
         {
             var database = await TestDatabase.CreateAsync(PostgreSqlDatabaseProvider.Instance, new TestDatabaseOptions
             {
-                ConnectionString = $"Host=127.0.0.1;Port={Port};Username=postgres;Password=postgres;Database=postgres",
+                ConnectionString = _server.ConnectionString,
+                CheckForLeaks = false,
             });
             try
             {
@@ -76,7 +72,7 @@ public sealed class ServerRestart
         }
         finally
         {
-            await LocalPostgres.RunScriptAsync("stop", Port, CancellationToken.None);
+            await _server.DisposeAsync();
         }
     }
 }

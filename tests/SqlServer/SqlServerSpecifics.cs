@@ -236,7 +236,7 @@ public sealed class SqlServerSpecifics : ConformanceTest
 
         try
         {
-            var given = new SqlConnectionStringBuilder(TestDatabaseOptions.FromEnvironment(database.Provider).ConnectionString ?? database.Provider.DefaultConnectionString)
+            var given = new SqlConnectionStringBuilder(database.ServerConnectionString)
             {
                 UserID = login,
                 Password = password,
@@ -285,7 +285,7 @@ public sealed class SqlServerSpecifics : ConformanceTest
     public async Task A_database_is_dropped_even_while_something_keeps_connecting_to_it()
     {
         var provider = Scope.Database.Provider;
-        var database = await TestDatabase.CreateAsync(provider, TestDatabaseOptions.FromEnvironment(provider) with { CheckForLeaks = false });
+        var database = await TestDatabase.CreateAsync(provider, TestDatabaseOptions.FromEnvironment(provider) with { ConnectionString = Scope.Database.ServerConnectionString, CheckForLeaks = false });
         using var stop = new CancellationTokenSource();
         var unpooled = new SqlConnectionStringBuilder(database.ConnectionString) { Pooling = false, ConnectTimeout = 2 }.ConnectionString;
         var connecting = Task.Run(async () =>

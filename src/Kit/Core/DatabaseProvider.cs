@@ -38,6 +38,13 @@ public abstract class DatabaseProvider
     /// <summary>How to get a server running locally, for the message shown when none answers.</summary>
     internal abstract string StartServerHint { get; }
 
+    /// <summary>
+    /// Starts a throwaway server for a run, as <paramref name="mode"/> allows: a container when Docker answers, the
+    /// database's own binaries where the provider can use them.
+    /// </summary>
+    /// <exception cref="TestKitConfigurationException">No way allowed worked; the message says what was tried and what to install or set.</exception>
+    internal abstract Task<ThrowawayServer> StartServerAsync(ServerStart mode, CancellationToken cancellationToken);
+
     /// <summary>Parses and validates a connection string; the exception for a malformed one names <paramref name="source"/>.</summary>
     internal abstract ParsedConnectionString Parse(string connectionString, string source);
 
@@ -181,7 +188,9 @@ internal readonly record struct TableContents(long Rows, string Digest);
 /// <param name="Password">The password, only to scrub it from messages.</param>
 /// <param name="Database">The database the connection string names, if any.</param>
 /// <param name="Masked">The connection string with its password replaced by <c>***</c>.</param>
-internal sealed record ParsedConnectionString(string Server, string? User, string? Password, string? Database, string Masked);
+/// <param name="Host">The host alone, for checking whether anything answers there.</param>
+/// <param name="Port">The port, likewise.</param>
+internal sealed record ParsedConnectionString(string Server, string? User, string? Password, string? Database, string Masked, string Host, int Port);
 
 internal enum ConnectFailure
 {

@@ -36,6 +36,7 @@ public sealed class TestDatabase : IAsyncDisposable
     readonly ParsedConnectionString _server;
     readonly string? _marker;
     readonly LeakCheck? _leakCheck;
+    readonly ThrowawayServer? _throwaway;
     int _disposed;
 
     TestDatabase(
@@ -47,8 +48,10 @@ public sealed class TestDatabase : IAsyncDisposable
         string describedSource,
         string? marker,
         TestDatabaseOptions options,
-        IDataProvider linqToDBProvider)
+        IDataProvider linqToDBProvider,
+        ThrowawayServer? throwaway)
     {
+        _throwaway = throwaway;
         Provider = provider;
         Name = name;
         _adminConnectionString = adminConnectionString;
@@ -62,6 +65,7 @@ public sealed class TestDatabase : IAsyncDisposable
         if (InterceptsConnections)
             ConnectionInterception.EnsureInstalled();
         BypassWatch.EnsureWatching(provider);
+        ServerConnectionString = givenConnectionString;
         ConnectionString = provider.LimitLockWaits(provider.ForDatabase(givenConnectionString, name, UnscopedApplicationName, kitConnection: false));
         ScopeConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
         ChecksForLeaks = options.CheckForLeaks;
@@ -114,6 +118,9 @@ public sealed class TestDatabase : IAsyncDisposable
 
     internal string ScopeConnectionString { get; }
 
+    /// <summary>The server's connection string the run was given, or the throwaway server's: for the kit's own checks of the server.</summary>
+    internal string ServerConnectionString { get; }
+
     internal string? Password => _server.Password;
 
     internal IDataProvider LinqToDBProvider { get; }
@@ -140,6 +147,29 @@ public sealed class TestDatabase : IAsyncDisposable
         if (options.ExistingDatabase is { } existing)
             return await AttachAsync(provider, options, existing, given, server, describedSource, cancellationToken).ConfigureAwait(false);
 
+        ThrowawayServer? throwaway = null;
+        if (options.ConnectionString is null && options.StartServer != ServerStart.Off && !await ThrowawayServer.AnswersAsync(server.Host, server.Port, cancellationToken).ConfigureAwait(false))
+        {
+            throwaway = await provider.StartServerAsync(options.StartServer, cancellationToken).ConfigureAwait(false);
+            given = throwaway.ConnectionString;
+            describedSource = $"the {throwaway.Description}, which the kit started as nothing answered at {server.Server} and {provider.ConnectionVariable} is not set";
+            server = provider.Parse(given, describedSource);
+        }
+
+        try
+        {
+            return await CreateOnServerAsync(provider, options, given, server, describedSource, throwaway, cancellationToken).ConfigureAwait(false);
+        }
+        catch when (throwaway is not null)
+        {
+            await throwaway.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    static async Task<TestDatabase> CreateOnServerAsync(
+        DatabaseProvider provider, TestDatabaseOptions options, string given, ParsedConnectionString server, string describedSource, ThrowawayServer? throwaway, CancellationToken cancellationToken)
+    {
         var adminConnectionString = provider.ForDatabase(given, server.Database, ApplicationName);
         await using var admin = await ConnectAsync(provider, adminConnectionString, server, describedSource, server.Database, cancellationToken).ConfigureAwait(false);
 
@@ -150,7 +180,7 @@ public sealed class TestDatabase : IAsyncDisposable
         try
         {
             var linqToDBProvider = await DetectAsync(provider, provider.ForDatabase(given, name, ApplicationName), server, describedSource, name, cancellationToken).ConfigureAwait(false);
-            return new TestDatabase(provider, name, adminConnectionString, given, server, describedSource, marker, options, linqToDBProvider);
+            return new TestDatabase(provider, name, adminConnectionString, given, server, describedSource, marker, options, linqToDBProvider, throwaway);
         }
         catch
         {
@@ -172,7 +202,7 @@ public sealed class TestDatabase : IAsyncDisposable
         }
 
         var linqToDBProvider = await DetectAsync(provider, provider.ForDatabase(given, existing, ApplicationName), server, describedSource, existing, cancellationToken).ConfigureAwait(false);
-        return new TestDatabase(provider, existing, provider.ForDatabase(given, server.Database, ApplicationName), given, server, describedSource, marker: null, options, linqToDBProvider);
+        return new TestDatabase(provider, existing, provider.ForDatabase(given, server.Database, ApplicationName), given, server, describedSource, marker: null, options, linqToDBProvider, throwaway: null);
     }
 
     static async Task<IDataProvider> DetectAsync(
@@ -238,12 +268,29 @@ public sealed class TestDatabase : IAsyncDisposable
         }
     }
 
-    /// <summary>Drops the database if the kit created it for this run and was not told to keep it.</summary>
+    /// <summary>
+    /// Drops the database if the kit created it for this run and was not told to keep it; stops the server, if the kit
+    /// started one for the run.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0 || KeepsDatabase)
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
 
+        try
+        {
+            if (!KeepsDatabase)
+                await DropAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            if (_throwaway is not null)
+                await _throwaway.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    async Task DropAsync()
+    {
         // Clearing the pools closes the run's idle connections, which DROP DATABASE would wait for, and those a server
         // restart killed, which would fail the drop.
         Provider.ClearPool(ScopeConnectionString);
@@ -264,8 +311,12 @@ public sealed class TestDatabase : IAsyncDisposable
         await Provider.DropDatabaseAsync(admin, Name, CancellationToken.None).ConfigureAwait(false);
     }
 
+    /// <summary>Whether the kit started the server for this run, and stops it with the database.</summary>
+    public bool OnThrowawayServer => _throwaway is not null;
+
     /// <inheritdoc />
-    public override string ToString() => $"{Provider.DisplayName} database '{Name}' on {_server.Server}";
+    public override string ToString() =>
+        $"{Provider.DisplayName} database '{Name}' on {_server.Server}{(_throwaway is null ? string.Empty : $", a {_throwaway.Description}")}";
 
     /// <summary>After a lost connection the pool may hold more dead ones (a restarted server): let the next scope open fresh ones.</summary>
     internal void OnConnectionLost() => Provider.ClearPool(ScopeConnectionString);

@@ -44,6 +44,13 @@ public sealed record TestDatabaseOptions
     public bool InterceptConnections { get; init; } = true;
 
     /// <summary>
+    /// What the kit does when <see cref="ConnectionString"/> is not given and nothing answers at the provider's default
+    /// address: start a throwaway server for the run, and stop it at the end.
+    /// </summary>
+    /// <value><see cref="ServerStart.Auto"/>: a container when Docker answers, else the database's own binaries.</value>
+    public ServerStart StartServer { get; init; } = ServerStart.Auto;
+
+    /// <summary>
     /// Compare every table with its prepared state after the tests (<see cref="TestDatabase.FindLeaksAsync"/>), and fail
     /// the run when anything persisted. Turn it off for a run that commits data on purpose.
     /// </summary>
@@ -59,7 +66,8 @@ public sealed record TestDatabaseOptions
     /// Reads the options for <paramref name="provider"/> from <see cref="DatabaseProvider.ConnectionVariable"/>,
     /// <see cref="TestKitEnvironment.KeepDatabaseVariable"/>, <see cref="TestKitEnvironment.ExistingDatabaseVariable"/>,
     /// <see cref="TestKitEnvironment.AllowExistingDatabaseVariable"/>, <see cref="TestKitEnvironment.StatementSavepointsVariable"/>,
-    /// <see cref="TestKitEnvironment.InterceptConnectionsVariable"/> and <see cref="TestKitEnvironment.LeakCheckVariable"/>.
+    /// <see cref="TestKitEnvironment.InterceptConnectionsVariable"/>, <see cref="TestKitEnvironment.LeakCheckVariable"/> and
+    /// <see cref="TestKitEnvironment.StartServerVariable"/>.
     /// </summary>
     /// <exception cref="TestKitConfigurationException">A yes/no variable holds something else.</exception>
     public static TestDatabaseOptions FromEnvironment(DatabaseProvider provider) => FromEnvironment(provider, Environment.GetEnvironmentVariable);
@@ -80,6 +88,7 @@ public sealed record TestDatabaseOptions
             StatementSavepoints = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.StatementSavepointsVariable),
             InterceptConnections = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.InterceptConnectionsVariable, defaultValue: true),
             CheckForLeaks = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.LeakCheckVariable, defaultValue: true),
+            StartServer = TestKitEnvironment.ReadServerStart(read),
         };
     }
 }

@@ -16,6 +16,8 @@ namespace Linq2DbTestKit;
 /// (PostgreSQL), so that a failed statement does not abort the test's transaction.</description></item>
 /// <item><term><c>TESTKIT_INTERCEPT_CONNECTIONS</c></term><description><c>false</c> stops linq2db contexts that the application
 /// builds itself from joining the test's scope.</description></item>
+/// <item><term><c>TESTKIT_START_SERVER</c></term><description><c>auto</c> (default), <c>docker</c>, <c>binaries</c> or <c>off</c>:
+/// how the kit starts a throwaway server when none is configured and nothing answers at the default address.</description></item>
 /// <item><term><c>TESTKIT_LEAK_CHECK</c></term><description><c>false</c> turns off the comparison of every table with its
 /// prepared state after the tests, for runs that commit data on purpose.</description></item>
 /// </list>
@@ -42,6 +44,12 @@ public static class TestKitEnvironment
 
     /// <summary>The variable that turns off <see cref="TestDatabaseOptions.CheckForLeaks"/> when set to <c>false</c>.</summary>
     public const string LeakCheckVariable = "TESTKIT_LEAK_CHECK";
+
+    /// <summary>
+    /// The variable that says whether the kit starts a throwaway server when none is configured and nothing answers:
+    /// <c>auto</c> (the default), <c>docker</c>, <c>binaries</c> or <c>off</c>.
+    /// </summary>
+    public const string StartServerVariable = "TESTKIT_START_SERVER";
 
     /// <summary>The provider used when <see cref="ProviderVariable"/> is not set.</summary>
     public const string DefaultProvider = "postgres";
@@ -91,6 +99,21 @@ public static class TestKitEnvironment
             : $"{ProviderVariable}={selected} selects another database";
         return $"{provider.DisplayName} tests are skipped: {how}. To run them, set {ProviderVariable}={provider.Name}, " +
                $"with {provider.ConnectionVariable} naming the server unless the default fits ({provider.MaskedDefaultConnectionString}).";
+    }
+
+    internal static ServerStart ReadServerStart(Func<string, string?> read)
+    {
+        var value = read(StartServerVariable)?.Trim();
+        return value?.ToLowerInvariant() switch
+        {
+            null or "" or "auto" or "true" or "yes" or "on" or "1" => ServerStart.Auto,
+            "docker" or "container" => ServerStart.Docker,
+            "binaries" or "local" => ServerStart.LocalBinaries,
+            "off" or "false" or "no" or "0" => ServerStart.Off,
+            _ => throw new TestKitConfigurationException(
+                $"{StartServerVariable}='{value}' is not a way to start a server. Set {StartServerVariable} to auto (a container when Docker answers, " +
+                "else the database's own binaries), docker, binaries or off."),
+        };
     }
 
     internal static bool ReadFlag(Func<string, string?> read, string variable, bool defaultValue = false)

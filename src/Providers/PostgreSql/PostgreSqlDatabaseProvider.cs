@@ -42,7 +42,43 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     public override string DefaultConnectionString => "Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres;Database=postgres";
 
     internal override string StartServerHint =>
-        "for example with this repository's 'scripts/local-postgres start', or 'docker compose -f docker/compose.yml up --wait postgres'";
+        $"or let the kit start one: it needs a Docker engine, or PostgreSQL's server binaries (initdb, pg_ctl) installed; {TestKitEnvironment.StartServerVariable} must not be off";
+
+    /// <remarks>
+    /// A container when a Docker engine answers (Testcontainers, image <c>postgres:15</c>); otherwise, a cluster from the
+    /// machine's own binaries: <c>TESTKIT_POSTGRES_BIN</c> when set, else <c>PATH</c> and the usual install directories.
+    /// </remarks>
+    internal override Task<ThrowawayServer> StartServerAsync(ServerStart mode, CancellationToken cancellationToken) =>
+        StartServerAsync(mode, Environment.GetEnvironmentVariable, cancellationToken);
+
+    internal async Task<ThrowawayServer> StartServerAsync(ServerStart mode, Func<string, string?> read, CancellationToken cancellationToken)
+    {
+        var tried = new List<string>();
+        if (mode is ServerStart.Auto or ServerStart.Docker)
+        {
+            try
+            {
+                return await ContainerPostgreSqlServer.StartAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (DotNet.Testcontainers.Builders.DockerUnavailableException exception)
+            {
+                tried.Add($"a container: no Docker engine answers ({exception.Message.Split('\n')[0].Trim()})");
+            }
+        }
+
+        if (mode is ServerStart.Auto or ServerStart.LocalBinaries)
+        {
+            var (binaries, searched) = LocalPostgreSqlServer.FindBinaries(read);
+            if (binaries is not null)
+                return await LocalPostgreSqlServer.StartAsync(binaries, cancellationToken).ConfigureAwait(false);
+            tried.Add($"PostgreSQL's own server binaries: initdb and pg_ctl are not in {searched}");
+        }
+
+        throw new TestKitConfigurationException(
+            $"The kit could not start a throwaway PostgreSQL server for the run ({TestKitEnvironment.StartServerVariable}={mode.ToString().ToLowerInvariant()}). It tried {string.Join("; then ", tried)}. " +
+            $"Install PostgreSQL's server (for example 'apt-get install postgresql', which puts initdb in /usr/lib/postgresql/<version>/bin), or start a Docker engine, " +
+            $"or set {ConnectionVariable} to a server that runs.");
+    }
 
     internal override bool CanReleaseSavepoints => true;
 
@@ -68,7 +104,7 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         var password = builder.Password;
         if (!string.IsNullOrEmpty(password))
             builder.Password = Secrets.Mask;
-        return new ParsedConnectionString($"{builder.Host}:{builder.Port}", builder.Username, password, builder.Database, builder.ConnectionString);
+        return new ParsedConnectionString($"{builder.Host}:{builder.Port}", builder.Username, password, builder.Database, builder.ConnectionString, builder.Host, builder.Port);
     }
 
     internal override string ForDatabase(string connectionString, string? database, string? applicationName, bool kitConnection = true)

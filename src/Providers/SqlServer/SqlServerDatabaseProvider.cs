@@ -55,7 +55,33 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     /// the server of <c>docker/compose.yml</c>.</value>
     public override string DefaultConnectionString => "Server=127.0.0.1,1433;User ID=sa;Password=TestKit-Passw0rd;TrustServerCertificate=True;Database=master";
 
-    internal override string StartServerHint => "for example with this repository's 'docker compose -f docker/compose.yml up --wait sqlserver'";
+    internal override string StartServerHint =>
+        $"or let the kit start one in a container: it needs a Docker engine, and {TestKitEnvironment.StartServerVariable} must not be off";
+
+    /// <remarks>A container when a Docker engine answers (Testcontainers). SQL Server has no binaries the kit could start on its own.</remarks>
+    internal override async Task<ThrowawayServer> StartServerAsync(ServerStart mode, CancellationToken cancellationToken)
+    {
+        string reason;
+        if (mode is ServerStart.Auto or ServerStart.Docker)
+        {
+            try
+            {
+                return await ContainerSqlServer.StartAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (DotNet.Testcontainers.Builders.DockerUnavailableException exception)
+            {
+                reason = $"it tried a container, and no Docker engine answers ({exception.Message.Split('\n')[0].Trim()})";
+            }
+        }
+        else
+        {
+            reason = "SQL Server has no server binaries the kit can start; only a container";
+        }
+
+        throw new TestKitConfigurationException(
+            $"The kit could not start a throwaway SQL Server for the run ({TestKitEnvironment.StartServerVariable}={mode.ToString().ToLowerInvariant()}): {reason}. " +
+            $"Start a Docker engine, or set {ConnectionVariable} to a server that runs (docker compose -f docker/compose.yml up --wait sqlserver, in this repository).");
+    }
 
     internal override bool CanReleaseSavepoints => false;
 
@@ -84,12 +110,26 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         var password = builder.Password;
         if (!string.IsNullOrEmpty(password))
             builder.Password = Secrets.Mask;
+        var (host, port) = Endpoint(builder.DataSource);
         return new ParsedConnectionString(
             builder.DataSource,
             builder.IntegratedSecurity ? null : builder.UserID,
             password,
             string.IsNullOrEmpty(builder.InitialCatalog) ? null : builder.InitialCatalog,
-            builder.ConnectionString);
+            builder.ConnectionString,
+            host,
+            port);
+    }
+
+    /// <summary>Host and port of a data source: <c>tcp:host,port</c>, <c>host\instance</c> (port 1433 is a guess there), <c>(local)</c>.</summary>
+    static (string Host, int Port) Endpoint(string dataSource)
+    {
+        var source = dataSource.StartsWith("tcp:", StringComparison.OrdinalIgnoreCase) ? dataSource[4..] : dataSource;
+        var comma = source.LastIndexOf(',');
+        var host = comma < 0 ? source : source[..comma];
+        var port = comma >= 0 && int.TryParse(source[(comma + 1)..], System.Globalization.CultureInfo.InvariantCulture, out var given) ? given : 1433;
+        host = host.Split('\\')[0];
+        return (host is "." or "(local)" or "localhost" ? "127.0.0.1" : host, port);
     }
 
     internal override string ForDatabase(string connectionString, string? database, string? applicationName, bool kitConnection = true)

@@ -91,6 +91,7 @@ public abstract class ApplicationStartSuite : ConformanceTest
         var provider = Scope.Database.Provider;
         await using var database = await TestDatabase.CreateAsync(provider, TestDatabaseOptions.FromEnvironment(provider) with
         {
+            ConnectionString = Scope.Database.ServerConnectionString,
             ExistingDatabase = Scope.Database.Name,
             AllowExistingDatabase = true,
             InterceptConnections = false,

@@ -16,7 +16,7 @@ public abstract class ConfigurationSuite
 
     /// <summary>The connection string this run uses.</summary>
     protected static string RunConnectionString =>
-        TestDatabaseOptions.FromEnvironment(Provider).ConnectionString ?? Provider.DefaultConnectionString;
+        TestRun.Database.ServerConnectionString;
 
     /// <summary>A connection string to a loopback port where nothing listens.</summary>
     protected abstract string UnreachableConnectionString { get; }
@@ -87,6 +87,26 @@ public abstract class ConfigurationSuite
 
         Assert.That(error.Message, Does.Contain("nothing accepts connections there").And.Contain(Provider.ConnectionVariable).And.Contain("Start a server"));
         AssertNoPassword(error, SecretPassword);
+    }
+
+    [Test]
+    public async Task With_nothing_at_the_default_address_and_server_start_off_the_run_fails_naming_both_variables()
+    {
+        var defaults = Provider.Parse(Provider.DefaultConnectionString, "the default connection string");
+        Assume.That(await Linq2DbTestKit.Internal.ThrowawayServer.AnswersAsync(defaults.Host, defaults.Port, CancellationToken.None), Is.False,
+            $"a server answers at the default address {defaults.Server} on this machine");
+
+        var error = await CreateFailsAsync(TestDatabaseOptions.FromEnvironment(Provider, Variables((TestKitEnvironment.StartServerVariable, "off"))));
+
+        Assert.That(error.Message, Does.Contain("nothing accepts connections there").And.Contain(Provider.ConnectionVariable).And.Contain(TestKitEnvironment.StartServerVariable));
+    }
+
+    [Test]
+    public void A_way_to_start_a_server_the_kit_does_not_know_names_the_variable_and_the_choices()
+    {
+        var error = Assert.Throws<TestKitConfigurationException>(() => TestDatabaseOptions.FromEnvironment(Provider, Variables((TestKitEnvironment.StartServerVariable, "kubernetes"))));
+
+        Assert.That(error!.Message, Does.Contain("TESTKIT_START_SERVER='kubernetes'").And.Contain("auto").And.Contain("docker").And.Contain("binaries").And.Contain("off"));
     }
 
     [Test]

@@ -14,7 +14,7 @@ public abstract class DatabaseLifecycleSuite
 {
     static DatabaseProvider Provider => TestRun.Database.Provider;
 
-    static TestDatabaseOptions RunOptions => TestDatabaseOptions.FromEnvironment(Provider);
+    static TestDatabaseOptions RunOptions => TestDatabaseOptions.FromEnvironment(Provider) with { ConnectionString = TestRun.Database.ServerConnectionString };
 
     static async Task<bool> ExistsAsync(string name)
     {

@@ -58,7 +58,13 @@ public abstract class FaultSuite : ConformanceTest
             ArgumentList = { "test", GetType().Assembly.Location, "--filter", $"FullyQualifiedName~{KilledMidScopeFixture}" },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            Environment = { [KilledMidScopeSuite.ReadyFileVariable] = ready, [KilledMidScopeSuite.TagVariable] = Tag },
+            Environment =
+            {
+                [KilledMidScopeSuite.ReadyFileVariable] = ready,
+                [KilledMidScopeSuite.TagVariable] = Tag,
+                // The child works on this run's server, even when the kit started it for this run.
+                [TestRun.Database.Provider.ConnectionVariable] = TestRun.Database.ServerConnectionString,
+            },
         };
 
         using var child = Process.Start(start)!;
@@ -84,7 +90,7 @@ public abstract class FaultSuite : ConformanceTest
         await errors;
 
         var provider = TestRun.Database.Provider;
-        var given = TestDatabaseOptions.FromEnvironment(provider).ConnectionString ?? provider.DefaultConnectionString;
+        var given = TestRun.Database.ServerConnectionString;
         await using var check = provider.CreateConnection(provider.ForDatabase(given, childDatabase, "linq2db-testkit-checks"));
         await check.OpenAsync();
         await using (var count = check.CreateCommand())

@@ -193,6 +193,9 @@ public abstract class NUnitIntegrationSuite
         };
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
+
+        // The child works on this run's server, even when the kit started it for this run.
+        start.Environment[Linq2DbTestKit.NUnit.TestRun.Database.Provider.ConnectionVariable] = Linq2DbTestKit.NUnit.TestRun.Database.ServerConnectionString;
         foreach (var (name, value) in environment)
             start.Environment[name] = value;
         using var child = Process.Start(start)!;
