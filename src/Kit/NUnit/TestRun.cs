@@ -3,8 +3,10 @@ using NUnit.Framework;
 namespace Linq2DbTestKit.NUnit;
 
 /// <summary>
-/// The set-up of a test assembly's run: derive a <c>[SetUpFixture]</c> from it, outside any namespace, naming the provider.
-/// Before the first test it checks the server and creates the run's database, then lets <see cref="PrepareDatabaseAsync"/>
+/// The set-up of a test assembly's run: derive a <c>[SetUpFixture]</c> from it, naming the provider, in the namespace of
+/// the tests that use the database. NUnit runs a set-up fixture around the tests of its namespace and the namespaces
+/// below it, so tests elsewhere in the project (pure unit tests) run without a database; outside any namespace, it runs
+/// around every test of the assembly. One per assembly. Before the first test it checks the server and creates the run's database, then lets <see cref="PrepareDatabaseAsync"/>
 /// apply the schema once and records what every table holds; after the last test it compares every table with that,
 /// failing the run when anything persisted, and drops the database.
 /// </summary>
@@ -36,8 +38,8 @@ public abstract class TestRun
     /// <summary>The database of the running test assembly.</summary>
     /// <exception cref="InvalidOperationException">The assembly has no <c>[SetUpFixture]</c> derived from <see cref="TestRun"/>, or it did not start.</exception>
     public static TestDatabase Database => current?._database ?? throw new InvalidOperationException(
-        "This test assembly has no database: add a [SetUpFixture] derived from Linq2DbTestKit.NUnit.TestRun, outside any namespace, " +
-        "so that it runs before every test: [SetUpFixture] public sealed class Run() : TestRun(PostgreSqlDatabaseProvider.Instance);");
+        "No test run has started this test's database: add a [SetUpFixture] derived from Linq2DbTestKit.NUnit.TestRun in the namespace of the tests " +
+        "that use the database (or a namespace above it): [SetUpFixture] public sealed class Run() : TestRun(PostgreSqlDatabaseProvider.Instance);");
 
     /// <summary>Checks the server, creates the run's database and prepares it. Runs once, before the first test.</summary>
     [OneTimeSetUp]

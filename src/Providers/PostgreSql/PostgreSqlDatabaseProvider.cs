@@ -37,8 +37,8 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     public override string ConnectionVariable => "TESTKIT_POSTGRES_CONNECTION";
 
     /// <inheritdoc />
-    /// <value><c>Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres;Database=postgres</c>: the throwaway server of
-    /// <c>scripts/local-postgres</c> and of <c>docker/compose.yml</c>.</value>
+    /// <value><c>Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres;Database=postgres</c>: a local server as the
+    /// <c>postgres</c> Docker image runs it (and this repository's <c>docker/compose.yml</c>).</value>
     public override string DefaultConnectionString => "Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres;Database=postgres";
 
     internal override string StartServerHint =>
