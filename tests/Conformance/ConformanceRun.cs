@@ -13,10 +13,14 @@ public abstract class ConformanceRun(DatabaseProvider provider) : TestRun(provid
 {
     static readonly string[] Tables = ["items", "item_notes", "profiles"];
 
+    /// <summary>What the run's database holds once prepared, seen from outside: <see cref="Outside.StateAsync"/>.</summary>
+    public static IReadOnlyDictionary<string, string> PreparedState { get; private set; } = new Dictionary<string, string>();
+
     protected override async Task PrepareDatabaseAsync(TestDatabase database, CancellationToken cancellationToken)
     {
         await ShopSchema.ApplyAsync(database);
         ProfilesDatabase.Migrate(database.Provider.Name, database.ConnectionString);
+        PreparedState = await Outside.StateAsync();
     }
 
     /// <summary>Runs before the kit drops the database (a derived class's tear-down runs before its base's).</summary>

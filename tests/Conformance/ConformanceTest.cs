@@ -94,6 +94,50 @@ public static class Outside
         return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// Every committed row of every table of the run's database (not the kit's own schema), each table's rows as text in
+    /// order, and where each identity and sequence stands: what a reset must restore exactly.
+    /// </summary>
+    public static async Task<IReadOnlyDictionary<string, string>> StateAsync()
+    {
+        await using var connection = Open();
+        var tables = new List<string>();
+        await using (var list = connection.CreateCommand())
+        {
+            list.CommandText = "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' " +
+                               "AND table_schema NOT IN ('pg_catalog', 'information_schema', 'testkit', 'sys') ORDER BY 1, 2";
+            await using var reader = await list.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+                tables.Add($"\"{reader.GetString(0)}\".\"{reader.GetString(1)}\"");
+        }
+
+        var state = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var table in tables)
+        {
+            await using var select = connection.CreateCommand();
+            select.CommandText = $"SELECT * FROM {table}";
+            var rows = new List<string>();
+            await using var reader = await select.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+                rows.Add(string.Join("|", Enumerable.Range(0, reader.FieldCount).Select(i => Convert.ToString(reader.GetValue(i), System.Globalization.CultureInfo.InvariantCulture))));
+            rows.Sort(StringComparer.Ordinal);
+            state[table] = string.Join("\n", rows);
+        }
+
+        await using (var counters = connection.CreateCommand())
+        {
+            counters.CommandText = TestRun.Database.Provider.Name == "sqlserver"
+                ? "SELECT 'identity ' + OBJECT_NAME(object_id), CAST(last_value AS bigint) FROM sys.identity_columns WHERE OBJECTPROPERTY(object_id, 'IsMSShipped') = 0 AND OBJECT_SCHEMA_NAME(object_id) <> 'testkit' " +
+                  "UNION ALL SELECT 'sequence ' + name, CAST(current_value AS bigint) FROM sys.sequences"
+                : "SELECT 'sequence ' || c.relname, pg_sequence_last_value(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND n.nspname <> 'testkit'";
+            await using var reader = await counters.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+                state[reader.GetString(0)] = reader.IsDBNull(1) ? "never used" : Convert.ToString(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)!;
+        }
+
+        return state;
+    }
+
     public static async Task<int> ExecuteAsync(string sql)
     {
         await using var connection = Open();

@@ -33,14 +33,16 @@ internal static class LinqToDBRegistrations
     {
         var type = descriptor.ServiceType;
         if (type == typeof(DataOptions))
-            return new ServiceDescriptor(type, provider => RequestScope.Of(provider, type).Bind((DataOptions)Original(descriptor, provider)), ServiceLifetime.Scoped);
+            return new ServiceDescriptor(type, provider => RequestScope.Of(provider, type) is { } scope
+                ? scope.Bind((DataOptions)Original(descriptor, provider))
+                : Original(descriptor, provider), ServiceLifetime.Scoped);
 
         if (type.IsGenericType && type.GetGenericTypeDefinition() == typeof(DataOptions<>))
         {
             var options = type.GetProperty(nameof(DataOptions<>.Options))!;
-            return new ServiceDescriptor(type, provider =>
-                Activator.CreateInstance(type, RequestScope.Of(provider, type).Bind((DataOptions)options.GetValue(Original(descriptor, provider))!))!,
-                ServiceLifetime.Scoped);
+            return new ServiceDescriptor(type, provider => RequestScope.Of(provider, type) is { } scope
+                ? Activator.CreateInstance(type, scope.Bind((DataOptions)options.GetValue(Original(descriptor, provider))!))!
+                : Original(descriptor, provider), ServiceLifetime.Scoped);
         }
 
         // AddLinqToDBContext's factory resolves the context from the provider it is given: a scoped one, once it is scoped itself.
@@ -66,7 +68,7 @@ internal static class LinqToDBRegistrations
     {
         var scope = RequestScope.Of(provider, descriptor.ServiceType);
         var context = (IDataContext)Original(descriptor, provider);
-        if (TestScope.IsBound(context.Options))
+        if (scope is null || TestScope.IsBound(context.Options))
             return context;
 
         var rebuilt = Rebuild(context.GetType(), scope.Bind(context.Options), provider);

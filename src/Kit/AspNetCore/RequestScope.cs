@@ -28,11 +28,15 @@ internal sealed class RequestScope : IDisposable
 
     public void Dispose() => Interlocked.Exchange(ref _turn, null)?.Release();
 
-    public static TestScope Of(IServiceProvider provider, Type service) =>
-        provider.GetRequiredService<RequestScope>().Scope ?? TestScope.Current ?? throw new InvalidOperationException(
+    /// <summary>
+    /// The scope a linq2db service resolved in <paramref name="provider"/> belongs to; <see langword="null"/> while a
+    /// real-commit test runs, whose requests reach the real database through the application's own registrations.
+    /// </summary>
+    public static TestScope? Of(IServiceProvider provider, Type service) =>
+        provider.GetRequiredService<RequestScope>().Scope ?? TestScope.Current ?? (RealCommitSession.AnyActive ? null : throw new InvalidOperationException(
             $"{service} was resolved outside a request sent by a test, so the kit cannot tell which test scope it belongs to. " +
             "Send the test's requests with factory.CreateClient(Scope) or factory.CreateClient() inside the test. At start-up and in hosted " +
-            "services nothing belongs to a test: resolve linq2db services inside requests, or build contexts from a connection string there.");
+            "services nothing belongs to a test: resolve linq2db services inside requests, or build contexts from a connection string there."));
 }
 
 /// <summary>

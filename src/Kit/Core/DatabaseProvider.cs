@@ -149,6 +149,12 @@ public abstract class DatabaseProvider
     /// </summary>
     internal abstract Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Installs the run's change tracking in the database behind <paramref name="connection"/>, for real-commit sessions:
+    /// what notes each written table, and a copy of every table that holds rows now.
+    /// </summary>
+    internal abstract Task<ChangeTracker> InstallChangeTrackingAsync(DbConnection connection, CancellationToken cancellationToken);
+
     /// <summary>Removes pooled connections to the database behind <paramref name="connectionString"/>.</summary>
     internal abstract void ClearPool(string connectionString);
 

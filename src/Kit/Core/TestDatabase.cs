@@ -37,6 +37,8 @@ public sealed class TestDatabase : IAsyncDisposable
     readonly string? _marker;
     readonly LeakCheck? _leakCheck;
     readonly ThrowawayServer? _throwaway;
+    readonly RunGate _gate = new();
+    ChangeTracker? _changeTracker;
     int _disposed;
 
     TestDatabase(
@@ -225,12 +227,108 @@ public sealed class TestDatabase : IAsyncDisposable
     /// with its row counts: whatever persisted, however it got past the tests' scopes.
     /// </summary>
     /// <returns>One line per table that changed; <see langword="null"/> when none did, or no state was recorded.</returns>
+    /// <remarks>It waits for a running <see cref="RealCommitSession"/> to end and reset, since what the session commits meanwhile is no leak.</remarks>
     public Task<string?> FindLeaksAsync(CancellationToken cancellationToken = default) =>
-        _leakCheck?.FindLeaksAsync(cancellationToken) ?? Task.FromResult<string?>(null);
+        _leakCheck is null ? Task.FromResult<string?>(null) : OutsideSessions(_leakCheck.FindLeaksAsync, cancellationToken);
 
     /// <summary>The changes since the previous call (or the prepared state): each reported once, for a look after each test class.</summary>
     internal Task<string?> FindNewLeaksAsync(CancellationToken cancellationToken = default) =>
-        _leakCheck?.FindNewLeaksAsync(cancellationToken) ?? Task.FromResult<string?>(null);
+        _leakCheck is null ? Task.FromResult<string?>(null) : OutsideSessions(_leakCheck.FindNewLeaksAsync, cancellationToken);
+
+    async Task<string?> OutsideSessions(Func<CancellationToken, Task<string?>> look, CancellationToken cancellationToken)
+    {
+        // Inside a session's own flow, waiting for the session would never end: look at what it has committed so far.
+        if (RealCommitSession.Current?.Database == this)
+            return await look(cancellationToken).ConfigureAwait(false);
+
+        await _gate.EnterSharedAsync(reentrant: true, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await look(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.ExitShared();
+        }
+    }
+
+    /// <summary>How long <see cref="BeginRealCommitsAsync"/> waits for the open scopes to end before it gives up.</summary>
+    internal static TimeSpan RealCommitPatience { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Begins a <see cref="RealCommitSession"/>: once every open scope has ended, code commits for real to this database
+    /// until the session is disposed, which returns every table it changed to the state the run prepared. Scopes begun
+    /// meanwhile wait for it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The calling flow is inside a scope or a session of this database already.</exception>
+    /// <exception cref="TestScopeException">Scopes stayed open for minutes; the message says how many.</exception>
+    public async Task<RealCommitSession> BeginRealCommitsAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (TestScope.Current?.Database == this)
+        {
+            throw new InvalidOperationException(
+                $"This flow is inside {TestScope.Current}, whose transaction is rolled back: it cannot also commit for real, and the session would wait for " +
+                "the scope to end forever. Mark the test [RealCommits] instead of giving it a scope, or begin the session outside the scope.");
+        }
+
+        if (RealCommitSession.Current?.Database == this)
+            throw new InvalidOperationException($"This flow is inside {RealCommitSession.Current} already: one session at a time.");
+
+        using (var patience = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            patience.CancelAfter(RealCommitPatience);
+            try
+            {
+                await _gate.EnterExclusiveAsync(patience.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TestScopeException(
+                    $"A real-commit session waited {RealCommitPatience.TotalMinutes:0} minutes for the run's open test scopes to end ({_gate.SharedHolders} still open), " +
+                    "and gave up: a scope that is never disposed, or a test that runs this long beside it. Dispose every scope you begin.");
+            }
+        }
+
+        try
+        {
+            await using var connection = await OpenKitConnectionAsync(cancellationToken).ConfigureAwait(false);
+            _changeTracker ??= await Provider.InstallChangeTrackingAsync(connection, cancellationToken).ConfigureAwait(false);
+            await _changeTracker.BeginAsync(connection, cancellationToken).ConfigureAwait(false);
+            return new RealCommitSession(this, _changeTracker);
+        }
+        catch
+        {
+            _gate.ExitExclusive();
+            throw;
+        }
+    }
+
+    internal async Task<IReadOnlyList<string>> ResetAsync(ChangeTracker tracker)
+    {
+        await using var connection = await OpenKitConnectionAsync(CancellationToken.None).ConfigureAwait(false);
+        return await tracker.ResetAsync(connection, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    internal void EndRealCommits() => _gate.ExitExclusive();
+
+    /// <summary>A scope lets others begin again.</summary>
+    internal void ScopeEnded() => _gate.ExitShared();
+
+    async Task<DbConnection> OpenKitConnectionAsync(CancellationToken cancellationToken)
+    {
+        var connection = Provider.CreateConnection(ScopeConnectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
 
     /// <summary>Begins a test scope: a connection of its own and an outer transaction that its disposal rolls back.</summary>
     public Task<TestScope> BeginScopeAsync(CancellationToken cancellationToken = default) => BeginScope(async: true, cancellationToken).AsTask();
@@ -241,6 +339,20 @@ public sealed class TestDatabase : IAsyncDisposable
     async ValueTask<TestScope> BeginScope(bool async, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (RealCommitSession.Current?.Database == this)
+        {
+            throw new InvalidOperationException(
+                $"This flow is inside {RealCommitSession.Current}, which has the run's database to itself: a scope begun here would wait for it forever. " +
+                "A test commits for real or runs in a scope, not both.");
+        }
+
+        // Scopes wait while a real-commit session has the database; a flow inside a scope of this database already
+        // holds the gate, and must not queue behind a session that waits for that scope.
+        var entered = _gate.EnterSharedAsync(reentrant: TestScope.Current?.Database == this, cancellationToken);
+        if (async)
+            await entered.ConfigureAwait(false);
+        else
+            entered.GetAwaiter().GetResult();
 
         var connection = Provider.CreateConnection(ScopeConnectionString);
         try
@@ -259,9 +371,12 @@ public sealed class TestDatabase : IAsyncDisposable
 
             return new TestScope(this, connection, outer);
         }
-        catch (Exception exception) when (exception is not OperationCanceledException)
+        catch (Exception exception)
         {
+            _gate.ExitShared();
             await connection.DisposeAsync().ConfigureAwait(false);
+            if (exception is OperationCanceledException)
+                throw;
             if (Provider.ClassifyStatementFailure(exception, connection) == StatementFailure.ConnectionLost)
                 OnConnectionLost();
             throw ConnectError(Provider, exception, _server, _describedSource, Name);

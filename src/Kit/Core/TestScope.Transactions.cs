@@ -275,6 +275,7 @@ public sealed partial class TestScope
             if (_fatal is not null)
                 Database.OnConnectionLost();
             _gate.Release();
+            Database.ScopeEnded();
         }
 
         if (failure is not null)

@@ -29,10 +29,22 @@ public abstract class DatabaseTest
 {
     /// <summary>The running test's scope.</summary>
     /// <exception cref="InvalidOperationException">Used outside a test: in <c>[OneTimeSetUp]</c>, a constructor or a static member.</exception>
-    protected TestScope Scope => TestScope.Current ?? throw new InvalidOperationException(
-        "The test scope exists only while a test runs, from before its [SetUp] to after its [TearDown], and only in the test's own flow; " +
-        "it is not available in [OneTimeSetUp], constructors, static members, or code started with ExecutionContext.SuppressFlow.");
+    protected TestScope Scope => TestScope.Current ?? throw (RealCommitSession.Current is { } session
+        ? new InvalidOperationException(
+            $"This test commits for real ([RealCommits]): it has no scope. Connect with TestRun.Database.ConnectionString, or use Db or RealCommits.Options; " +
+            $"after the test, the kit returns the tables it changed to their prepared state ({session}).")
+        : new InvalidOperationException(
+            "The test scope exists only while a test runs, from before its [SetUp] to after its [TearDown], and only in the test's own flow; " +
+            "it is not available in [OneTimeSetUp], constructors, static members, or code started with ExecutionContext.SuppressFlow."));
 
-    /// <summary>A ready <see cref="DataConnection"/> on the running test's scope.</summary>
-    protected DataConnection Db => Scope.Db;
+    /// <summary>
+    /// A ready <see cref="DataConnection"/>: on the running test's scope, or in a <see cref="RealCommitsAttribute"/> test,
+    /// on the run's database, where what it commits stays until the test ends.
+    /// </summary>
+    protected DataConnection Db => RealCommitSession.Current?.Db ?? Scope.Db;
+
+    /// <summary>The running <see cref="RealCommitsAttribute"/> test's session.</summary>
+    /// <exception cref="InvalidOperationException">The running test is not marked <see cref="RealCommitsAttribute"/>.</exception>
+    protected RealCommitSession RealCommits => RealCommitSession.Current ?? throw new InvalidOperationException(
+        "This test runs in a scope whose transaction is rolled back: mark it [RealCommits] to commit for real.");
 }

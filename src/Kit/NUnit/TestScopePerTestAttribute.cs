@@ -18,12 +18,18 @@ namespace Linq2DbTestKit.NUnit;
 internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
 {
     static readonly ConcurrentDictionary<string, TestScope> Scopes = new(StringComparer.Ordinal);
+    static readonly ConcurrentDictionary<string, RealCommitSession> Sessions = new(StringComparer.Ordinal);
 
     public ActionTargets Targets => ActionTargets.Test | ActionTargets.Suite;
 
     public void BeforeTest(ITest test)
     {
-        if (!test.IsSuite)
+        if (test.IsSuite)
+            return;
+
+        if (RealCommitsAttribute.AppliesTo(test))
+            Sessions[test.Id] = ScopedTest.BeginRealCommits(TestRun.Database);
+        else
             Scopes[test.Id] = ScopedTest.Begin(TestRun.Database);
     }
 
@@ -33,6 +39,22 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
         {
             // A failure here would not reach NUnit's results; the class check reports, and the run's end fails.
             TestRun.CheckAfterClass(test.FullName);
+            return;
+        }
+
+        if (Sessions.TryRemove(test.Id, out var session))
+        {
+            var failure = ScopedTest.EndRealCommits(session);
+            if (session.RestoredTables.Count > 0)
+                TestContext.Out.WriteLine($"linq2db-testkit: the reset after this real-commit test restored {string.Join(", ", session.RestoredTables)}");
+            if (failure is not null)
+            {
+                if (TestContext.CurrentContext.Result.Outcome.Status == TestStatus.Failed)
+                    TestContext.Out.WriteLine(failure);
+                else
+                    Assert.Fail(failure);
+            }
+
             return;
         }
 

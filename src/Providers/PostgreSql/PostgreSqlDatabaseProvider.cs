@@ -335,6 +335,9 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         return contents;
     }
 
+    internal override Task<ChangeTracker> InstallChangeTrackingAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        PostgreSqlChangeTracker.InstallAsync((NpgsqlConnection)connection, cancellationToken);
+
     internal override void ClearPool(string connectionString)
     {
         using var connection = new NpgsqlConnection(connectionString);

@@ -371,6 +371,9 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         return contents;
     }
 
+    internal override Task<ChangeTracker> InstallChangeTrackingAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        SqlServerChangeTracker.InstallAsync((SqlConnection)connection, cancellationToken);
+
     internal override void ClearPool(string connectionString)
     {
         using var connection = new SqlConnection(connectionString);

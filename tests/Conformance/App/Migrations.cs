@@ -49,3 +49,35 @@ public sealed class CreateItems : Migration
         Delete.Table("items");
     }
 }
+
+/// <summary>
+/// Seed data every test sees, committed by the run's set-up: what real-commit tests change and the kit restores, and
+/// what class-shared seeds build on. Scoped tests leave these tables alone (their identities would advance).
+/// </summary>
+[Migration(2026_11_25_0001, "colours and shades, seeded")]
+public sealed class CreateColours : Migration
+{
+    public override void Up()
+    {
+        Create.Table("colours")
+            .WithColumn("id").AsInt32().PrimaryKey("pk_colours").Identity()
+            .WithColumn("name").AsString(100).NotNullable().Unique("ux_colours_name");
+
+        Create.Table("shades")
+            .WithColumn("id").AsInt32().PrimaryKey("pk_shades").Identity()
+            .WithColumn("colour_id").AsInt32().NotNullable().ForeignKey("fk_shades_colours", "colours", "id")
+            .WithColumn("name").AsString(100).NotNullable();
+
+        Create.Sequence("ticket_numbers").StartWith(100).IncrementBy(1);
+
+        Insert.IntoTable("colours").Row(new { name = "red" }).Row(new { name = "green" }).Row(new { name = "blue" });
+        Execute.Sql("INSERT INTO shades (colour_id, name) SELECT id, CONCAT('dark ', name) FROM colours WHERE name IN ('red', 'green')");
+    }
+
+    public override void Down()
+    {
+        Delete.Sequence("ticket_numbers");
+        Delete.Table("shades");
+        Delete.Table("colours");
+    }
+}

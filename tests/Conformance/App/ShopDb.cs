@@ -20,6 +20,10 @@ public sealed class ShopDb : DataConnection
     public ITable<Item> Items => this.GetTable<Item>();
 
     public ITable<ItemNote> Notes => this.GetTable<ItemNote>();
+
+    public ITable<Colour> Colours => this.GetTable<Colour>();
+
+    public ITable<Shade> Shades => this.GetTable<Shade>();
 }
 
 [Table("items")]
@@ -49,4 +53,28 @@ public sealed class ItemNote
 
     [Column("text"), NotNull]
     public required string Text { get; set; }
+}
+
+/// <summary>Seed data: three colours, committed by the run's set-up.</summary>
+[Table("colours")]
+public sealed class Colour
+{
+    [Column("id"), PrimaryKey, Identity]
+    public int Id { get; set; }
+
+    [Column("name"), NotNull]
+    public required string Name { get; set; }
+}
+
+[Table("shades")]
+public sealed class Shade
+{
+    [Column("id"), PrimaryKey, Identity]
+    public int Id { get; set; }
+
+    [Column("colour_id")]
+    public int ColourId { get; set; }
+
+    [Column("name"), NotNull]
+    public required string Name { get; set; }
 }

@@ -62,6 +62,10 @@ public sealed class TransactionEnded : TransactionEndedSuite;
 
 public sealed class Misuse : MisuseSuite;
 
+public sealed class RealCommitSessions : RealCommitSessionSuite;
+
+public sealed class RealCommitTests : RealCommitsAttributeSuite;
+
 public sealed class ModelBased : ModelBasedSuite;
 
 [Explicit("waits to be killed; Faults runs it in a child test run")]

@@ -33,6 +33,29 @@ internal static class ScopedTest
         return problems.Length == 0 ? null : string.Join("\n\n", problems);
     }
 
+    /// <summary>Begins the test's real-commit session and makes it current in the calling flow.</summary>
+    public static RealCommitSession BeginRealCommits(TestDatabase database)
+    {
+        var session = database.BeginRealCommitsAsync().GetAwaiter().GetResult();
+        RealCommitSession.SetCurrent(session);
+        return session;
+    }
+
+    /// <summary>Ends the test's real-commit session with its reset; the failure of the reset as a message, or <see langword="null"/>.</summary>
+    public static string? EndRealCommits(RealCommitSession session)
+    {
+        RealCommitSession.SetCurrent(null);
+        try
+        {
+            session.Dispose();
+            return null;
+        }
+        catch (TestScopeException exception)
+        {
+            return exception.Message;
+        }
+    }
+
     static string? BypassMessage(TestScope scope)
     {
         var statements = scope.BypassStatements;
