@@ -312,8 +312,11 @@ public sealed class TestDatabase : IAsyncDisposable
 
     internal void EndRealCommits() => _gate.ExitExclusive();
 
-    /// <summary>A scope lets others begin again.</summary>
+    /// <summary>A scope lets real-commit sessions begin again.</summary>
     internal void ScopeEnded() => _gate.ExitShared();
+
+    /// <summary>A nested scope holds the database as a scope of its own while its test runs.</summary>
+    internal Task NestedScopeBegins(CancellationToken cancellationToken) => _gate.EnterSharedAsync(reentrant: false, cancellationToken);
 
     async Task<DbConnection> OpenKitConnectionAsync(CancellationToken cancellationToken)
     {

@@ -215,6 +215,78 @@ public sealed partial class TestScope
         EnsureTransactionLives($"{connection?.Origin ?? "the kit"} ran {Provider.SavepointStatement(action, name) ?? $"{action} {name}"}", afterStatement: true);
     }
 
+    /// <summary>
+    /// Begins a scope for one test inside this one: a savepoint of this scope's transaction, on its connection. What the
+    /// test does is rolled back to that savepoint when the nested scope ends; what this scope did before (a class's
+    /// seed) stays for the next test. This scope must stay idle until the nested one ends.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">This scope has a transaction or a data reader still open.</exception>
+    internal async ValueTask<TestScope> BeginNested(bool async, CancellationToken cancellationToken)
+    {
+        MarkOwnStatement();
+        ThrowIfUnusable();
+        var entered = Database.NestedScopeBegins(cancellationToken);
+        if (async)
+            await entered.ConfigureAwait(false);
+        else
+            entered.GetAwaiter().GetResult();
+
+        try
+        {
+            if (async)
+                await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            else
+                _gate.Wait(cancellationToken);
+        }
+        catch
+        {
+            Database.ScopeEnded();
+            throw;
+        }
+
+        var began = false;
+        try
+        {
+            ThrowIfUnusable();
+            if (_ledger.Open.Count > 0)
+            {
+                var open = _ledger.Open[^1];
+                throw new InvalidOperationException(
+                    $"{open.Owner.Origin} left its transaction {open.Name} open in the shared seed: commit or roll back every transaction the seed begins, " +
+                    "so that each test starts from the seed as committed.");
+            }
+
+            if (_openReader is { Reader.IsClosed: false } reading)
+                throw new InvalidOperationException($"{reading.Owner.Origin} left a data reader open in the shared seed: read every result to its end, or dispose it.");
+            if (_ledger.AbortedBy is not null && _ledger.StatementSavepoint is null)
+                throw new TestScopeException(AbortedMessage("the shared seed's end", "the kit"));
+
+            await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
+            await RunSavepointCommand(SavepointAction.Save, TestSavepointName, connection: null, async, cancellationToken).ConfigureAwait(false);
+            TraceLog.Add($"a test begins → {Provider.SavepointStatement(SavepointAction.Save, TestSavepointName)}");
+            var nested = new TestScope(Database, Native, Outer, parent: this);
+            began = true;
+            return nested;
+        }
+        finally
+        {
+            _gate.Release();
+            if (!began)
+                Database.ScopeEnded();
+        }
+    }
+
+    /// <summary>
+    /// Lets real-commit sessions begin while this scope waits idle between the tests nested in it (a class's shared
+    /// seed): each nested scope holds the database while its test runs instead. A session must not wait for a class
+    /// whose next test waits for the session.
+    /// </summary>
+    internal void IdleBetweenNestedScopes()
+    {
+        if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
+            Database.ScopeEnded();
+    }
+
     async ValueTask End(bool async)
     {
         MarkOwnStatement();
@@ -265,17 +337,30 @@ public sealed partial class TestScope
         {
             Volatile.Write(ref _state, Ended);
             Open.TryRemove(Id, out _);
-            if (async)
-                await Native.DisposeAsync().ConfigureAwait(false);
+            if (_parent is not null)
+            {
+                // The connection and the transaction are the class scope's: what ended them ends it too.
+                if (_fatal is { } fatal)
+                    _parent._fatal ??= new Fatal(fatal.Kind, $"An earlier test of this class ended the transaction its tests share, so nothing more can run in them: {fatal.Message}");
+                _gate.Release();
+                if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
+                    Database.ScopeEnded();
+            }
             else
-                Native.Dispose();
+            {
+                if (async)
+                    await Native.DisposeAsync().ConfigureAwait(false);
+                else
+                    Native.Dispose();
 
-            // A session that lost or ended its transaction may carry state a pooled connection must not pass on
-            // (SQL Server's XACT_ABORT, say): the next scope gets a fresh connection.
-            if (_fatal is not null)
-                Database.OnConnectionLost();
-            _gate.Release();
-            Database.ScopeEnded();
+                // A session that lost or ended its transaction may carry state a pooled connection must not pass on
+                // (SQL Server's XACT_ABORT, say): the next scope gets a fresh connection.
+                if (_fatal is not null)
+                    Database.OnConnectionLost();
+                _gate.Release();
+                if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
+                    Database.ScopeEnded();
+            }
         }
 
         if (failure is not null)
@@ -310,6 +395,12 @@ public sealed partial class TestScope
 
         try
         {
+            if (_parent is not null)
+            {
+                await RollBackToTestSavepoint(async).ConfigureAwait(false);
+                return null;
+            }
+
             if (Provider.EndOfScopeBatch is { } batch)
             {
                 await RunNative(batch, async, CancellationToken.None).ConfigureAwait(false);
@@ -329,8 +420,28 @@ public sealed partial class TestScope
         catch (Exception exception) when (Provider.ClassifyStatementFailure(exception, Native) == StatementFailure.ConnectionLost)
         {
             Database.OnConnectionLost();
+            _fatal ??= new Fatal(FatalKind.Lost, $"The connection was lost at the end of a test ({exception.Message}); the server rolled the transaction back.");
             TraceLog.Add($"end of test: the connection was lost ({exception.Message}); the server rolled the test's transaction back");
             return null;
         }
+    }
+
+    /// <summary>The end of a nested scope: back to the savepoint its test began at, which then goes.</summary>
+    async ValueTask RollBackToTestSavepoint(bool async)
+    {
+        var rollback = Provider.SavepointSentAsStatement(SavepointAction.Rollback, TestSavepointName);
+        var release = Provider.CanReleaseSavepoints ? Provider.SavepointSentAsStatement(SavepointAction.Release, TestSavepointName) : null;
+        if (rollback is not null && (release is not null || !Provider.CanReleaseSavepoints))
+        {
+            var batch = release is null ? rollback : $"{rollback}; {release}";
+            await RunNative(batch, async, CancellationToken.None).ConfigureAwait(false);
+            TraceLog.Add($"end of test → {batch}");
+            return;
+        }
+
+        await RunSavepointCommand(SavepointAction.Rollback, TestSavepointName, connection: null, async, CancellationToken.None).ConfigureAwait(false);
+        if (Provider.CanReleaseSavepoints)
+            await RunSavepointCommand(SavepointAction.Release, TestSavepointName, connection: null, async, CancellationToken.None).ConfigureAwait(false);
+        TraceLog.Add($"end of test → {Provider.SavepointStatement(SavepointAction.Rollback, TestSavepointName)}");
     }
 }

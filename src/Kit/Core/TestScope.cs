@@ -44,8 +44,18 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
     Fatal? _fatal;
     (DbDataReader Reader, TestScopeConnection Owner)? _openReader;
 
-    internal TestScope(TestDatabase database, DbConnection native, DbTransaction outer)
+    /// <summary>The savepoint a nested scope's test began at, in its class scope's transaction.</summary>
+    const string TestSavepointName = "testkit_test";
+
+    /// <summary>For a scope nested in a class scope: that scope, whose connection and transaction it shares.</summary>
+    readonly TestScope? _parent;
+
+    /// <summary>1 while this scope keeps real-commit sessions waiting: from its start to its end, unless it is idle between nested scopes.</summary>
+    int _holdsRunGate = 1;
+
+    internal TestScope(TestDatabase database, DbConnection native, DbTransaction outer, TestScope? parent = null)
     {
+        _parent = parent;
         Database = database;
         Native = native;
         Outer = outer;

@@ -27,10 +27,24 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
         if (test.IsSuite)
             return;
 
-        if (RealCommitsAttribute.AppliesTo(test))
+        if (test.Fixture is SeededDatabaseTest seeded)
+        {
+            if (RealCommitsAttribute.AppliesTo(test))
+            {
+                Assert.Fail($"{test.Name} is marked [RealCommits], but its class shares a seed ({nameof(SeededDatabaseTest)}): the test would wait for the class's " +
+                            "transaction forever. Move it to a class derived from DatabaseTest.");
+            }
+
+            Scopes[test.Id] = SharedSeeds.BeginTest(test, seeded);
+        }
+        else if (RealCommitsAttribute.AppliesTo(test))
+        {
             Sessions[test.Id] = ScopedTest.BeginRealCommits(TestRun.Database);
+        }
         else
+        {
             Scopes[test.Id] = ScopedTest.Begin(TestRun.Database);
+        }
     }
 
     public void AfterTest(ITest test)
@@ -38,6 +52,7 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
         if (test.IsSuite)
         {
             // A failure here would not reach NUnit's results; the class check reports, and the run's end fails.
+            SharedSeeds.EndClass(test);
             TestRun.CheckAfterClass(test.FullName);
             return;
         }
@@ -61,7 +76,16 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
         if (!Scopes.TryRemove(test.Id, out var scope))
             return;
 
-        var problems = ScopedTest.End(scope);
+        string? problems;
+        try
+        {
+            problems = ScopedTest.End(scope);
+        }
+        finally
+        {
+            SharedSeeds.EndTest(test);
+        }
+
         var failed = TestContext.CurrentContext.Result.Outcome.Status == TestStatus.Failed;
         if (failed || problems is not null)
             TestContext.Out.WriteLine($"SQL of {scope}:\n{scope.Trace}");

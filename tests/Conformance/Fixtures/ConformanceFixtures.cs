@@ -66,6 +66,8 @@ public sealed class RealCommitSessions : RealCommitSessionSuite;
 
 public sealed class RealCommitTests : RealCommitsAttributeSuite;
 
+public sealed class SharedSeed : SharedSeedSuite;
+
 public sealed class ModelBased : ModelBasedSuite;
 
 [Explicit("waits to be killed; Faults runs it in a child test run")]

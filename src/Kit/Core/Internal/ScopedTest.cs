@@ -56,7 +56,7 @@ internal static class ScopedTest
         }
     }
 
-    static string? BypassMessage(TestScope scope)
+    internal static string? BypassMessage(TestScope scope)
     {
         var statements = scope.BypassStatements;
         if (statements.Count == 0)
