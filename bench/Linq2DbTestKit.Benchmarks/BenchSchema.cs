@@ -67,6 +67,9 @@ public static class BenchSchema
 
     public static string Template(int tables) => $"testkit_bench_{tables}_template";
 
+    /// <summary>The database of the real-commit strategy: its change tracking triggers must not weigh on the others.</summary>
+    public static string Commits(int tables) => $"testkit_bench_{tables}_commits";
+
     /// <summary>The schema's tables, the three of the work first; the others reference each other and the work's, as a real schema's do.</summary>
     public static IReadOnlyList<string> TableNames(int tables) =>
         ["customers", "orders", "order_lines", .. Enumerable.Range(1, tables - WorkTables).Select(i => $"filler_{i:D3}")];
@@ -94,7 +97,7 @@ public static class BenchSchema
     {
         await using var admin = new NpgsqlConnection(serverConnectionString);
         await admin.OpenAsync();
-        foreach (var name in new[] { Database(tables), Template(tables) })
+        foreach (var name in new[] { Database(tables), Template(tables), Commits(tables) })
         {
             await Run(admin, $"DROP DATABASE IF EXISTS {name} WITH (FORCE)");
             await Run(admin, $"CREATE DATABASE {name}");
@@ -129,6 +132,7 @@ public static class BenchSchema
         await admin.OpenAsync();
         await Run(admin, $"DROP DATABASE IF EXISTS {Database(tables)} WITH (FORCE)");
         await Run(admin, $"DROP DATABASE IF EXISTS {Template(tables)} WITH (FORCE)");
+        await Run(admin, $"DROP DATABASE IF EXISTS {Commits(tables)} WITH (FORCE)");
     }
 
     public static async Task Run(NpgsqlConnection connection, string sql)

@@ -9,6 +9,12 @@ using Npgsql;
 //   --quick        fewer rounds
 //   --skip-suite   no NUnit suite timing
 var quick = args.Contains("--quick");
+if (args.FirstOrDefault(a => a is not ("--quick" or "--skip-suite")) is { } unknown)
+{
+    Console.Error.WriteLine($"bench/run: unknown argument '{unknown}'. Use --quick (fewer rounds) or --skip-suite (no NUnit suite timing).");
+    return 2;
+}
+
 var (warmupRounds, rounds) = quick ? (1, 5) : (3, 30);
 await using var throwaway = await ServerAsync();
 var serverOrigin = throwaway is null ? "the configured server" : "a throwaway cluster the kit started (fsync off)";
@@ -18,6 +24,7 @@ var resultsDirectory = Path.Combine(root, "bench", "results");
 Directory.CreateDirectory(resultsDirectory);
 
 var databases = new List<Strategies>();
+ClassSeeds.Measurement classSeeds;
 var cases = new List<Harness.Case>();
 try
 {
@@ -31,6 +38,8 @@ try
     }
 
     await Harness.RunAsync(cases, warmupRounds, rounds, () => BenchSchema.SettleAsync(Strategies.ServerConnectionString));
+    Console.WriteLine("class-shared seeds");
+    classSeeds = await ClassSeeds.MeasureAsync(Strategies.ServerConnectionString, quick ? 2 : 5);
 }
 finally
 {
@@ -41,8 +50,10 @@ finally
 }
 
 var results = Result.From(cases);
+Console.WriteLine("schema reuse");
+var schemaReuse = SchemaReuse.Measure(root, Strategies.ServerConnectionString, quick ? 1 : 3);
 var suite = args.Contains("--skip-suite") ? [] : SuiteWallTimes(root);
-var report = Report(results, suite, await ServerVersionAsync(), serverOrigin, rounds, warmupRounds);
+var report = Report(results, classSeeds, schemaReuse, suite, await ServerVersionAsync(), serverOrigin, rounds, warmupRounds);
 await File.WriteAllTextAsync(Path.Combine(resultsDirectory, "results.md"), report);
 await File.WriteAllTextAsync(Path.Combine(resultsDirectory, "per-test-cost.svg"),
     Chart.Svg(results, "Per-test isolation cost against schema size (PostgreSQL)"));
@@ -115,7 +126,8 @@ static bool Dotnet(string root, params string[] arguments)
     return process.ExitCode == 0;
 }
 
-static string Report(IReadOnlyList<Result> results, IReadOnlyList<(int Workers, TimeSpan Time, bool Passed)> suite, string serverVersion, string serverOrigin, int rounds, int warmupRounds)
+static string Report(IReadOnlyList<Result> results, ClassSeeds.Measurement classSeeds, IReadOnlyList<SchemaReuse.Run> schemaReuse,
+    IReadOnlyList<(int Workers, TimeSpan Time, bool Passed)> suite, string serverVersion, string serverOrigin, int rounds, int warmupRounds)
 {
     var text = new StringBuilder();
     var c = CultureInfo.InvariantCulture;
@@ -167,6 +179,29 @@ static string Report(IReadOnlyList<Result> results, IReadOnlyList<(int Workers, 
 
     var growth = Median(Strategies.Kit, tables[^1]) / Median(Strategies.Kit, tables[0]);
     text.AppendLine(c, $"- {(growth <= 1.15 ? "met" : "NOT met")}: the kit's cost does not grow with the number of tables — {tables[^1]} tables cost {growth:0.00} times what {tables[0]} do (Respawn: {Median(Strategies.Respawn, tables[^1]) / Median(Strategies.Respawn, tables[0]):0.0} times; TRUNCATE: {Median(Strategies.Truncate, tables[^1]) / Median(Strategies.Truncate, tables[0]):0.0} times).");
+
+    var resetAt100 = Median(Strategies.Respawn, tables[^1]) / Median(Strategies.RealCommits, tables[^1]);
+    var resetGrowth = Median(Strategies.RealCommits, tables[^1]) / Median(Strategies.RealCommits, tables[0]);
+    text.AppendLine(c, $"- {(resetAt100 >= 10 ? "met" : "NOT met")}: a real-commit test that writes 3 tables, with the kit's reset, is at least 10 times faster than Respawn's at {tables[^1]} tables — {resetAt100:0.0} times, whole tests compared.");
+    text.AppendLine(c, $"- {(resetGrowth <= 1.15 ? "met" : "NOT met")}: the real-commit reset does not grow with the number of tables — {tables[^1]} tables cost {resetGrowth:0.00} times what {tables[0]} do.");
+
+    text.AppendLine().AppendLine("## A class that shares an expensive seed").AppendLine()
+        .AppendLine(c, $"A class of {ClassSeeds.TestsPerClass} tests (20-table schema); the seed is a user with a PBKDF2 password hash (100,000 rounds) and 50 orders, {classSeeds.SeedMilliseconds:0.0} ms; each test does the unit of work. Median over {classSeeds.Classes} classes of each kind:").AppendLine()
+        .AppendLine("| strategy | per test |").AppendLine("|---|---:|")
+        .AppendLine(c, $"| seed in every test's scope | {classSeeds.PerTestSeededMilliseconds:0.00} ms |")
+        .AppendLine(c, $"| `SeededDatabaseTest`: seed once per class, a savepoint per test | {classSeeds.PerTestSharedMilliseconds:0.00} ms |")
+        .AppendLine()
+        .AppendLine(c, $"Sharing the seed makes each test {classSeeds.PerTestSeededMilliseconds / classSeeds.PerTestSharedMilliseconds:0.0} times cheaper.");
+
+    text.AppendLine().AppendLine("## A schema reused across runs").AppendLine()
+        .AppendLine("`bench/SchemaReuse`: 100 tables from 50 FluentMigrator migrations, one test, run with `dotnet test --no-build` as a developer runs a single test. " +
+                    "'to the first test body' is from starting `dotnet test` to the test's first line; 'prepared' is what the run reports for creating and preparing its database (`linq2db-testkit: the run's database was prepared in …`). " +
+                    "Cold builds the template again (`TESTKIT_REBUILD_TEMPLATE=true`): the migrations run, then the database is saved as the template; warm copies it.").AppendLine()
+        .AppendLine("| run | to the first test body | prepared |").AppendLine("|---|---:|---:|");
+    foreach (var run in schemaReuse)
+        text.AppendLine(c, $"| {run.Kind} | {run.ToFirstTestSeconds:0.00} s | {run.PreparedSeconds:0.000} s |");
+    var warm = schemaReuse.Where(r => r.Kind.StartsWith("warm", StringComparison.Ordinal)).Max(r => r.PreparedSeconds);
+    text.AppendLine().AppendLine(c, $"- {(warm <= 0.3 ? "met" : "NOT met")}: a warm run prepares its database in at most 0.3 s — at most {warm:0.000} s.");
 
     if (suite.Count > 0)
     {

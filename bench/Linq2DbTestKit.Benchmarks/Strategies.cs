@@ -17,6 +17,7 @@ public sealed class Strategies(int tables)
     static int templateCopies;
 
     TestDatabase _kit = null!;
+    TestDatabase _commits = null!;
     IDataProvider _provider = null!;
     string _connectionString = null!;
     Respawner _respawner = null!;
@@ -39,6 +40,13 @@ public sealed class Strategies(int tables)
             AllowExistingDatabase = true,
         });
 
+        _commits = await TestDatabase.CreateAsync(PostgreSqlDatabaseProvider.Instance, new TestDatabaseOptions
+        {
+            ConnectionString = ServerConnectionString,
+            ExistingDatabase = BenchSchema.Commits(Tables),
+            AllowExistingDatabase = true,
+        });
+
         // Every strategy uses the same pool, the kit's: the floor differs from the kit by the kit alone.
         _connectionString = _kit.ScopeConnectionString;
         _provider = _kit.LinqToDBProvider;
@@ -48,7 +56,11 @@ public sealed class Strategies(int tables)
         _truncate = $"TRUNCATE {string.Join(", ", BenchSchema.TableNames(Tables))} CASCADE";
     }
 
-    public async Task CleanUpAsync() => await _kit.DisposeAsync();
+    public async Task CleanUpAsync()
+    {
+        await _kit.DisposeAsync();
+        await _commits.DisposeAsync();
+    }
 
     /// <summary>Every strategy, by the name the results show: the floor is the one the others are compared with.</summary>
     public IReadOnlyList<(string Name, Func<Task<int>> Run)> All() =>
@@ -59,6 +71,7 @@ public sealed class Strategies(int tables)
         (KitTest, KitDatabaseTest),
         ("kit: scope, 3 nested app transactions", KitScopeNested),
         ("kit: scope, statement savepoints", KitScopeStatementSavepoints),
+        (RealCommits, KitRealCommits),
         (Respawn, RespawnReset),
         (Truncate, TruncateAll),
         ("CREATE DATABASE … TEMPLATE + DROP", TemplateDatabase),
@@ -67,6 +80,7 @@ public sealed class Strategies(int tables)
     public const string Floor = "floor: linq2db UseTransaction, BEGIN … ROLLBACK";
     public const string Kit = "kit: scope";
     public const string KitTest = "kit: DatabaseTest (scope, current in the flow, bypass watch, end-of-test checks)";
+    public const string RealCommits = "kit: real-commit test, reset of the 3 tables it wrote";
     public const string Respawn = "Respawn 7 reset";
     public const string Truncate = "TRUNCATE … CASCADE of all tables";
 
@@ -167,6 +181,17 @@ public sealed class Strategies(int tables)
         await using var scope = await _kit.BeginScopeAsync();
         scope.StatementSavepoints = true;
         await using var db = new BenchDb(scope.Options);
+        return await db.WorkAsync();
+    }
+
+    /// <summary>
+    /// The work committed for real in a real-commit session, then the kit's reset: only the tables the session wrote
+    /// (the three of the work), found by the triggers the first session installed.
+    /// </summary>
+    public async Task<int> KitRealCommits()
+    {
+        await using var session = await _commits.BeginRealCommitsAsync();
+        await using var db = new BenchDb(session.Options);
         return await db.WorkAsync();
     }
 

@@ -57,11 +57,17 @@ public abstract class DatabaseProvider
 
     internal abstract DbConnection CreateConnection(string connectionString);
 
+    /// <summary><paramref name="connectionString"/> for the kit's own queries of built-in types (administration, the leak check), opened as cheaply as the driver allows.</summary>
+    internal virtual string ForKitQueries(string connectionString) => connectionString;
+
     /// <summary><paramref name="connectionString"/> with lock waits limited to <see cref="TestDatabase.LockWaitLimit"/>, where the connection string can say so.</summary>
     internal virtual string LimitLockWaits(string connectionString) => connectionString;
 
     /// <summary>The database that <paramref name="connectionString"/> names; <see langword="null"/> when it names none or is not this driver's.</summary>
     internal abstract string? DatabaseOf(string connectionString);
+
+    /// <summary>Whether the linq2db provider detected on the server's administrative connection serves the run's database too (it depends on the server alone).</summary>
+    internal virtual bool DetectsFromServerConnection => false;
 
     /// <summary>The linq2db provider for the server behind <paramref name="openConnection"/>, with its version detected.</summary>
     internal abstract IDataProvider DetectLinqToDBProvider(DbConnection openConnection);
@@ -149,11 +155,66 @@ public abstract class DatabaseProvider
     /// </summary>
     internal abstract Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, CancellationToken cancellationToken);
 
+    /// <summary>Why this provider keeps no template of a prepared database; <see langword="null"/> when it does.</summary>
+    internal virtual string? TemplatesUnsupported => null;
+
+    /// <summary>
+    /// Waits until no other run on the server builds or copies <paramref name="template"/>, and holds it, on
+    /// <paramref name="admin"/>'s session, until the returned object is disposed; disposing it closes
+    /// <paramref name="admin"/> too when <paramref name="closeConnection"/> says so.
+    /// </summary>
+    internal virtual Task<IAsyncDisposable> LockTemplateAsync(DbConnection admin, string template, bool closeConnection, CancellationToken cancellationToken) =>
+        throw new NotSupportedException(TemplatesUnsupported);
+
+    /// <summary>The fingerprint the kit's template <paramref name="template"/> was built for; <see langword="null"/> when there is none.</summary>
+    /// <exception cref="TestKitConfigurationException">A database of that name exists that is not the kit's template.</exception>
+    internal virtual Task<string?> ReadTemplateFingerprintAsync(DbConnection admin, string template, CancellationToken cancellationToken) =>
+        throw new NotSupportedException(TemplatesUnsupported);
+
+    /// <summary>Creates <paramref name="database"/> as a copy of <paramref name="template"/>, stamped with <paramref name="marker"/>.</summary>
+    internal virtual Task CreateDatabaseFromTemplateAsync(DbConnection admin, string database, string template, string marker, CancellationToken cancellationToken) =>
+        throw new NotSupportedException(TemplatesUnsupported);
+
+    /// <summary>
+    /// Makes <paramref name="template"/> a copy of <paramref name="source"/>, marked as the kit's template for
+    /// <paramref name="fingerprint"/>, replacing the one before.
+    /// </summary>
+    /// <returns><see langword="null"/> when saved; otherwise why not.</returns>
+    internal virtual Task<string?> SaveTemplateAsync(DbConnection admin, string source, string template, string fingerprint, Action closeIdleConnections, CancellationToken cancellationToken) =>
+        throw new NotSupportedException(TemplatesUnsupported);
+
+    /// <summary>
+    /// Renames the spare copy of <paramref name="template"/> made for <paramref name="fingerprint"/>, if there is one, to
+    /// <paramref name="database"/>, stamped with <paramref name="marker"/>: a copy made while an earlier run's tests ran.
+    /// </summary>
+    /// <returns>Whether there was one.</returns>
+    internal virtual Task<bool> TryClaimSpareAsync(DbConnection admin, string template, string fingerprint, string database, string marker, CancellationToken cancellationToken) =>
+        throw new NotSupportedException(TemplatesUnsupported);
+
+    /// <summary>Makes a spare copy of <paramref name="template"/> for the next run, unless there is one.</summary>
+    internal virtual Task MakeSpareAsync(DbConnection admin, string template, string fingerprint, CancellationToken cancellationToken) =>
+        throw new NotSupportedException(TemplatesUnsupported);
+
+    /// <summary>Drops the kit's template <paramref name="template"/>, and its spare copy, if there are.</summary>
+    internal virtual Task DropTemplateAsync(DbConnection admin, string template, CancellationToken cancellationToken) =>
+        throw new NotSupportedException(TemplatesUnsupported);
+
     /// <summary>
     /// Installs the run's change tracking in the database behind <paramref name="connection"/>, for real-commit sessions:
     /// what notes each written table, and a copy of every table that holds rows now.
     /// </summary>
     internal abstract Task<ChangeTracker> InstallChangeTrackingAsync(DbConnection connection, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Keeps <paramref name="contents"/> in the database behind <paramref name="connection"/>, in the kit's own schema, so
+    /// that a copy of it (a schema template's) knows its prepared state without reading every table.
+    /// </summary>
+    internal virtual Task StorePreparedStateAsync(DbConnection connection, IReadOnlyDictionary<string, TableContents> contents, CancellationToken cancellationToken) =>
+        Task.CompletedTask;
+
+    /// <summary>What <see cref="StorePreparedStateAsync"/> kept; <see langword="null"/> when nothing was.</summary>
+    internal virtual Task<IReadOnlyDictionary<string, TableContents>?> ReadStoredPreparedStateAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyDictionary<string, TableContents>?>(null);
 
     /// <summary>Removes pooled connections to the database behind <paramref name="connectionString"/>.</summary>
     internal abstract void ClearPool(string connectionString);

@@ -39,6 +39,9 @@ public sealed class TestDatabase : IAsyncDisposable
     readonly ThrowawayServer? _throwaway;
     readonly RunGate _gate = new();
     ChangeTracker? _changeTracker;
+    IAsyncDisposable? _templateLock;
+    TemplateBuild? _templateToSave;
+    Task? _spare;
     int _disposed;
 
     TestDatabase(
@@ -50,7 +53,7 @@ public sealed class TestDatabase : IAsyncDisposable
         string describedSource,
         string? marker,
         TestDatabaseOptions options,
-        IDataProvider linqToDBProvider,
+        Lazy<IDataProvider> linqToDBProvider,
         ThrowawayServer? throwaway)
     {
         _throwaway = throwaway;
@@ -62,7 +65,7 @@ public sealed class TestDatabase : IAsyncDisposable
         _marker = marker;
         KeepsDatabase = options.KeepDatabase || marker is null;
         StatementSavepoints = options.StatementSavepoints;
-        LinqToDBProvider = linqToDBProvider;
+        _linqToDBProvider = linqToDBProvider;
         InterceptsConnections = options.InterceptConnections;
         if (InterceptsConnections)
             ConnectionInterception.EnsureInstalled();
@@ -72,7 +75,7 @@ public sealed class TestDatabase : IAsyncDisposable
         ScopeConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
         ChecksForLeaks = options.CheckForLeaks;
         if (ChecksForLeaks)
-            _leakCheck = new LeakCheck(this, provider.ForDatabase(givenConnectionString, name, LeakCheckApplicationName));
+            _leakCheck = new LeakCheck(this, provider.ForKitQueries(provider.ForDatabase(givenConnectionString, name, LeakCheckApplicationName)));
     }
 
     /// <summary>The provider of the database.</summary>
@@ -125,7 +128,10 @@ public sealed class TestDatabase : IAsyncDisposable
 
     internal string? Password => _server.Password;
 
-    internal IDataProvider LinqToDBProvider { get; }
+    readonly Lazy<IDataProvider> _linqToDBProvider;
+
+    /// <summary>The linq2db provider for the run's server, detected when first needed: its first use costs the time linq2db takes to set itself up.</summary>
+    internal IDataProvider LinqToDBProvider => _linqToDBProvider.Value;
 
     /// <summary>
     /// Creates the run's database on the server that <paramref name="options"/> name (by default, those of the environment
@@ -172,23 +178,186 @@ public sealed class TestDatabase : IAsyncDisposable
     static async Task<TestDatabase> CreateOnServerAsync(
         DatabaseProvider provider, TestDatabaseOptions options, string given, ParsedConnectionString server, string describedSource, ThrowawayServer? throwaway, CancellationToken cancellationToken)
     {
-        var adminConnectionString = provider.ForDatabase(given, server.Database, ApplicationName);
-        await using var admin = await ConnectAsync(provider, adminConnectionString, server, describedSource, server.Database, cancellationToken).ConfigureAwait(false);
+        var adminConnectionString = provider.ForKitQueries(provider.ForDatabase(given, server.Database, ApplicationName));
+        var admin = await ConnectAsync(provider, adminConnectionString, server, describedSource, server.Database, cancellationToken).ConfigureAwait(false);
+        var adminGoesToDatabase = false;
+        try
+        {
+            var created = await CreateOnServerAsync(provider, options, given, server, describedSource, throwaway, admin, adminConnectionString, cancellationToken).ConfigureAwait(false);
+            adminGoesToDatabase = created._templateLock is not null;
+            return created;
+        }
+        finally
+        {
+            if (!adminGoesToDatabase)
+                await admin.DisposeAsync().ConfigureAwait(false);
+        }
+    }
 
+    static async Task<TestDatabase> CreateOnServerAsync(
+        DatabaseProvider provider, TestDatabaseOptions options, string given, ParsedConnectionString server, string describedSource, ThrowawayServer? throwaway,
+        DbConnection admin, string adminConnectionString, CancellationToken cancellationToken)
+    {
         var runId = string.Create(CultureInfo.InvariantCulture, $"{DateTime.UtcNow:yyyyMMdd_HHmmss}_{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}");
         var name = provider.DatabaseName(NamePrefix, runId);
         var marker = $"linq2db-testkit run {runId} {Guid.NewGuid():N}";
-        await provider.CreateDatabaseAsync(admin, name, marker, cancellationToken).ConfigureAwait(false);
+
+        IAsyncDisposable? templateLock = null;
+        string? template = null;
+        string? templateStatus = null;
+        var fromTemplate = false;
+        if (options is { SchemaTemplate: not null, SchemaFingerprint: { } fingerprint })
+        {
+            if (provider.TemplatesUnsupported is { } reason)
+            {
+                templateStatus = $"no schema template: {reason}";
+            }
+            else
+            {
+                // Held on the admin connection's session: released at once after a copy, after SaveTemplateAsync after a build.
+                template = TemplateName(options.SchemaTemplate);
+                templateLock = await provider.LockTemplateAsync(admin, template, closeConnection: true, cancellationToken).ConfigureAwait(false);
+                var found = await provider.ReadTemplateFingerprintAsync(admin, template, cancellationToken).ConfigureAwait(false);
+                fromTemplate = found == fingerprint && !options.RebuildTemplate;
+                templateStatus = fromTemplate ? $"a copy of the schema template {template}"
+                    : found is null ? $"no schema template yet: this run builds {template}"
+                    : options.RebuildTemplate ? $"{TestKitEnvironment.RebuildTemplateVariable} asks for a new schema template: this run builds {template} again"
+                    : $"the schema's fingerprint changed: this run builds {template} again";
+            }
+        }
+
         try
         {
-            var linqToDBProvider = await DetectAsync(provider, provider.ForDatabase(given, name, ApplicationName), server, describedSource, name, cancellationToken).ConfigureAwait(false);
-            return new TestDatabase(provider, name, adminConnectionString, given, server, describedSource, marker, options, linqToDBProvider, throwaway);
+            if (fromTemplate)
+            {
+                // A spare copy made while an earlier run's tests ran is renamed in no time; else the copy is made now.
+                if (await provider.TryClaimSpareAsync(admin, template!, options.SchemaFingerprint!, name, marker, cancellationToken).ConfigureAwait(false))
+                    templateStatus += ", made ready by an earlier run";
+                else
+                    await provider.CreateDatabaseFromTemplateAsync(admin, name, template!, marker, cancellationToken).ConfigureAwait(false);
+            }
+            else
+                await provider.CreateDatabaseAsync(admin, name, marker, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            if (templateLock is not null)
+                await templateLock.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        try
+        {
+            var scopeConnectionString = provider.ForDatabase(given, name, ApplicationName);
+            var linqToDBProvider = provider.DetectsFromServerConnection
+                ? new Lazy<IDataProvider>(() => Detect(provider, scopeConnectionString))
+                : new Lazy<IDataProvider>(await DetectAsync(provider, scopeConnectionString, server, describedSource, name, cancellationToken).ConfigureAwait(false));
+            var database = new TestDatabase(provider, name, adminConnectionString, given, server, describedSource, marker, options, linqToDBProvider, throwaway)
+            {
+                SchemaFromTemplate = fromTemplate,
+                TemplateStatus = templateStatus,
+            };
+
+            // A copy is ready; a build keeps other runs of the family waiting until SaveTemplateAsync has saved it.
+            if (fromTemplate)
+            {
+                await templateLock!.DisposeAsync().ConfigureAwait(false);
+                templateLock = null;
+                database._spare = database.MakeSpareAsync(new TemplateBuild(template!, options.SchemaFingerprint!));
+            }
+            else if (template is not null)
+            {
+                database._templateLock = templateLock;
+                database._templateToSave = new TemplateBuild(template, options.SchemaFingerprint!);
+            }
+
+            return database;
         }
         catch
         {
             await provider.DropDatabaseAsync(admin, name, CancellationToken.None).ConfigureAwait(false);
+            if (templateLock is not null)
+                await templateLock.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    sealed record TemplateBuild(string Name, string Fingerprint);
+
+    /// <summary>The name of the template database of a family of runs: one per family and server.</summary>
+    internal static string TemplateName(string family) =>
+        $"{NamePrefix}_template_{Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(family)))[..12]}";
+
+    /// <summary>
+    /// Whether this database was copied from the schema template of an earlier run with the same
+    /// <see cref="TestDatabaseOptions.SchemaFingerprint"/>: its schema, and whatever the set-up committed, are in place,
+    /// and the set-up need not run again.
+    /// </summary>
+    public bool SchemaFromTemplate { get; private init; }
+
+    /// <summary>What became of the schema template, for the run's messages; <see langword="null"/> when none was asked for.</summary>
+    internal string? TemplateStatus { get; private set; }
+
+    /// <summary>
+    /// Keeps this database, as the set-up left it, as the schema template of its family, with the prepared state
+    /// <see cref="RecordPreparedStateAsync"/> recorded, if it was called before
+    /// (<see cref="TestDatabaseOptions.SchemaTemplate"/>) for later runs with the same fingerprint, replacing the one
+    /// before; call it once the schema is applied, before the first test. Does nothing when the database was copied
+    /// from the template, or no template was asked for.
+    /// </summary>
+    /// <remarks>Other runs of the family that start meanwhile wait for it, then copy the template it saved.</remarks>
+    public async Task SaveTemplateAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _templateToSave, null) is not { } template)
+            return;
+
+        try
+        {
+            // The template keeps the prepared state the leak check recorded, so that its copies need not read every table.
+            if (_leakCheck is not null)
+                await _leakCheck.StorePreparedStateAsync(cancellationToken).ConfigureAwait(false);
+            await using var admin = await ConnectAsync(Provider, _adminConnectionString, _server, _describedSource, _server.Database, cancellationToken).ConfigureAwait(false);
+            var failure = await Provider.SaveTemplateAsync(admin, Name, template.Name, template.Fingerprint, CloseIdleConnections, cancellationToken).ConfigureAwait(false);
+            TemplateStatus = failure is null ? $"built and saved the schema template {template.Name}" : $"the schema template {template.Name} was not saved: {failure}";
+            if (failure is null)
+                _spare = MakeSpareAsync(template);
+        }
+        finally
+        {
+            await ReleaseTemplateLockAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Makes, while this run's tests run, the copy of the template the next run will rename instead of copying. Its
+    /// failure only makes the next run copy the template itself.
+    /// </summary>
+    Task MakeSpareAsync(TemplateBuild template) => Task.Run(async () =>
+    {
+        try
+        {
+            await using var admin = Provider.CreateConnection(_adminConnectionString);
+            await admin.OpenAsync().ConfigureAwait(false);
+            await using var held = await Provider.LockTemplateAsync(admin, template.Name, closeConnection: false, CancellationToken.None).ConfigureAwait(false);
+            await Provider.MakeSpareAsync(admin, template.Name, template.Fingerprint, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is DbException or InvalidOperationException or TestKitConfigurationException)
+        {
+            // The next run copies the template itself.
+        }
+    });
+
+    async Task ReleaseTemplateLockAsync()
+    {
+        if (Interlocked.Exchange(ref _templateLock, null) is { } held)
+            await held.DisposeAsync().ConfigureAwait(false);
+    }
+
+    void CloseIdleConnections()
+    {
+        Provider.ClearPool(ScopeConnectionString);
+        Provider.ClearPool(ConnectionString);
+        _leakCheck?.ClearPool();
     }
 
     static async Task<TestDatabase> AttachAsync(
@@ -203,8 +372,15 @@ public sealed class TestDatabase : IAsyncDisposable
                 "and let the kit create a database of its own.");
         }
 
-        var linqToDBProvider = await DetectAsync(provider, provider.ForDatabase(given, existing, ApplicationName), server, describedSource, existing, cancellationToken).ConfigureAwait(false);
+        var linqToDBProvider = new Lazy<IDataProvider>(await DetectAsync(provider, provider.ForDatabase(given, existing, ApplicationName), server, describedSource, existing, cancellationToken).ConfigureAwait(false));
         return new TestDatabase(provider, existing, provider.ForDatabase(given, server.Database, ApplicationName), given, server, describedSource, marker: null, options, linqToDBProvider, throwaway: null);
+    }
+
+    static IDataProvider Detect(DatabaseProvider provider, string connectionString)
+    {
+        using var connection = provider.CreateConnection(connectionString);
+        connection.Open();
+        return provider.DetectLinqToDBProvider(connection);
     }
 
     static async Task<IDataProvider> DetectAsync(
@@ -220,7 +396,7 @@ public sealed class TestDatabase : IAsyncDisposable
     /// </summary>
     /// <remarks>The NUnit integration calls it after <c>TestRun.PrepareDatabaseAsync</c>. Does nothing when <see cref="ChecksForLeaks"/> is off.</remarks>
     public Task RecordPreparedStateAsync(CancellationToken cancellationToken = default) =>
-        _leakCheck?.RecordPreparedStateAsync(cancellationToken) ?? Task.CompletedTask;
+        _leakCheck?.RecordPreparedStateAsync(SchemaFromTemplate, cancellationToken) ?? Task.CompletedTask;
 
     /// <summary>
     /// The tables whose committed contents differ from the state <see cref="RecordPreparedStateAsync"/> recorded, each
@@ -397,6 +573,9 @@ public sealed class TestDatabase : IAsyncDisposable
 
         try
         {
+            await ReleaseTemplateLockAsync().ConfigureAwait(false);
+            if (_spare is not null)
+                await _spare.ConfigureAwait(false);
             if (!KeepsDatabase)
                 await DropAsync().ConfigureAwait(false);
         }

@@ -58,6 +58,25 @@ public sealed record TestDatabaseOptions
     public bool CheckForLeaks { get; init; } = true;
 
     /// <summary>
+    /// The name of the family of runs that share a template of the prepared database — one per test project, say. With
+    /// <see cref="SchemaFingerprint"/>, a run whose fingerprint matches the family's template copies it instead of
+    /// applying the schema again (<see cref="TestDatabase.SchemaFromTemplate"/>).
+    /// </summary>
+    /// <value><see langword="null"/>: no template.</value>
+    public string? SchemaTemplate { get; init; }
+
+    /// <summary>
+    /// What identifies the schema the run's set-up applies — the migrations, and whatever else it depends on — as a
+    /// string that changes when any of it does. A changed fingerprint rebuilds the template.
+    /// </summary>
+    /// <value><see langword="null"/>: no template.</value>
+    public string? SchemaFingerprint { get; init; }
+
+    /// <summary>Build the template again even if its fingerprint matches: <see cref="TestKitEnvironment.RebuildTemplateVariable"/>.</summary>
+    /// <value><see langword="false"/>.</value>
+    public bool RebuildTemplate { get; init; }
+
+    /// <summary>
     /// Where a setting came from, for error messages: the environment variable, or <see langword="null"/> when set in code.
     /// </summary>
     internal string? ConnectionStringSource { get; init; }
@@ -67,7 +86,7 @@ public sealed record TestDatabaseOptions
     /// <see cref="TestKitEnvironment.KeepDatabaseVariable"/>, <see cref="TestKitEnvironment.ExistingDatabaseVariable"/>,
     /// <see cref="TestKitEnvironment.AllowExistingDatabaseVariable"/>, <see cref="TestKitEnvironment.StatementSavepointsVariable"/>,
     /// <see cref="TestKitEnvironment.InterceptConnectionsVariable"/>, <see cref="TestKitEnvironment.LeakCheckVariable"/> and
-    /// <see cref="TestKitEnvironment.StartServerVariable"/>.
+    /// <see cref="TestKitEnvironment.StartServerVariable"/>, <see cref="TestKitEnvironment.RebuildTemplateVariable"/>.
     /// </summary>
     /// <exception cref="TestKitConfigurationException">A yes/no variable holds something else.</exception>
     public static TestDatabaseOptions FromEnvironment(DatabaseProvider provider) => FromEnvironment(provider, Environment.GetEnvironmentVariable);
@@ -89,6 +108,7 @@ public sealed record TestDatabaseOptions
             InterceptConnections = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.InterceptConnectionsVariable, defaultValue: true),
             CheckForLeaks = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.LeakCheckVariable, defaultValue: true),
             StartServer = TestKitEnvironment.ReadServerStart(read),
+            RebuildTemplate = TestKitEnvironment.ReadFlag(read, TestKitEnvironment.RebuildTemplateVariable),
         };
     }
 }

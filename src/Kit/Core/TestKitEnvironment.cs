@@ -51,6 +51,9 @@ public static class TestKitEnvironment
     /// </summary>
     public const string StartServerVariable = "TESTKIT_START_SERVER";
 
+    /// <summary>The variable that, set to <c>true</c>, makes a run build its schema template again instead of copying it.</summary>
+    public const string RebuildTemplateVariable = "TESTKIT_REBUILD_TEMPLATE";
+
     /// <summary>The provider used when <see cref="ProviderVariable"/> is not set.</summary>
     public const string DefaultProvider = "postgres";
 

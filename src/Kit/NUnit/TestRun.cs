@@ -1,3 +1,6 @@
+using System.Diagnostics;
+using System.Globalization;
+using Linq2DbTestKit.Internal;
 using NUnit.Framework;
 
 namespace Linq2DbTestKit.NUnit;
@@ -55,13 +58,29 @@ public abstract class TestRun
         if (Interlocked.CompareExchange(ref current, this, null) is { } other)
             throw new InvalidOperationException($"This test assembly has two test runs, {other.GetType()} and {GetType()}: keep one [SetUpFixture] derived from TestRun.");
 
-        var options = await CreateOptionsAsync(TestContext.CurrentContext.CancellationToken).ConfigureAwait(false);
+        var cancellationToken = TestContext.CurrentContext.CancellationToken;
+        var options = await CreateOptionsAsync(cancellationToken).ConfigureAwait(false);
+        if (SchemaInputs is { } inputs && options.SchemaFingerprint is null)
+        {
+            options = options with
+            {
+                SchemaTemplate = options.SchemaTemplate ?? $"{GetType().Assembly.GetName().Name}/{GetType().FullName}",
+                SchemaFingerprint = SchemaFingerprint.Compute(_provider, inputs),
+            };
+        }
+
+        var preparation = Stopwatch.StartNew();
         _database = await TestDatabase.CreateAsync(_provider, options).ConfigureAwait(false);
         await TestContext.Progress.WriteLineAsync($"linq2db-testkit: this run uses {_database}").ConfigureAwait(false);
         try
         {
-            await PrepareDatabaseAsync(_database, TestContext.CurrentContext.CancellationToken).ConfigureAwait(false);
-            await _database.RecordPreparedStateAsync(TestContext.CurrentContext.CancellationToken).ConfigureAwait(false);
+            if (!_database.SchemaFromTemplate)
+                await PrepareDatabaseAsync(_database, cancellationToken).ConfigureAwait(false);
+            await _database.RecordPreparedStateAsync(cancellationToken).ConfigureAwait(false);
+            await _database.SaveTemplateAsync(cancellationToken).ConfigureAwait(false);
+            var template = _database.TemplateStatus is { } status ? $" ({status})" : string.Empty;
+            await TestContext.Progress.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"linq2db-testkit: the run's database was prepared in {preparation.Elapsed.TotalSeconds:0.000} s{template}")).ConfigureAwait(false);
         }
         catch
         {
@@ -125,6 +144,25 @@ public abstract class TestRun
     protected virtual Task<TestDatabaseOptions> CreateOptionsAsync(CancellationToken cancellationToken) =>
         Task.FromResult(TestDatabaseOptions.FromEnvironment(_provider));
 
-    /// <summary>Applies the schema to the new database (run the project's migrations here). Runs once, before the first test.</summary>
+    /// <summary>
+    /// What the set-up applies, to reuse the prepared database across runs: the assemblies of the migrations (by their
+    /// build: any change to their code or embedded scripts counts), the files or directories of migration scripts read
+    /// from disk, and any text that should count too. When set, the kit keeps a template of the database as
+    /// <see cref="PrepareDatabaseAsync"/> left it; a later run with the same inputs copies it instead of preparing
+    /// (PostgreSQL's <c>CREATE DATABASE … TEMPLATE</c>), and <see cref="PrepareDatabaseAsync"/> does not run. A change to
+    /// any input builds the template again, as does <see cref="TestKitEnvironment.RebuildTemplateVariable"/>=true.
+    /// </summary>
+    /// <value><see langword="null"/>: every run prepares its database.</value>
+    /// <example><c>protected override IEnumerable&lt;object&gt; SchemaInputs => [typeof(Migrations).Assembly, new DirectoryInfo("sql")];</c></example>
+    /// <remarks>
+    /// Put work that must happen in every run — starting an application, say — in a <c>[OneTimeSetUp]</c> of the derived
+    /// class, not in <see cref="PrepareDatabaseAsync"/>. SQL Server has no fast copy of a database: there every run prepares.
+    /// </remarks>
+    protected virtual IEnumerable<object>? SchemaInputs => null;
+
+    /// <summary>
+    /// Applies the schema to the new database (run the project's migrations here). Runs once, before the first test;
+    /// not at all when the database was copied from the schema template (<see cref="SchemaInputs"/>).
+    /// </summary>
     protected virtual Task PrepareDatabaseAsync(TestDatabase database, CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -37,7 +37,7 @@ internal sealed class PostgreSqlChangeTracker : ChangeTracker
         """;
 
     const string Schema = """
-        CREATE SCHEMA testkit;
+        CREATE SCHEMA IF NOT EXISTS testkit;
         COMMENT ON SCHEMA testkit IS 'linq2db-testkit: change tracking of real-commit tests; dropped with the run''s database';
         CREATE UNLOGGED TABLE testkit.changed_tables (relid oid NOT NULL);
         CREATE FUNCTION testkit.record_change() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp

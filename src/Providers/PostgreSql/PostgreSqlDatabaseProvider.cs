@@ -142,6 +142,12 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         }
     }
 
+    /// <remarks>Npgsql then skips loading the database's types, which the kit's queries of built-in types do not need.</remarks>
+    internal override string ForKitQueries(string connectionString) =>
+        new NpgsqlConnectionStringBuilder(connectionString) { ServerCompatibilityMode = ServerCompatibilityMode.NoTypeLoading }.ConnectionString;
+
+    internal override bool DetectsFromServerConnection => true;
+
     internal override IDataProvider DetectLinqToDBProvider(DbConnection openConnection) =>
         PostgreSQLTools.GetDataProvider(PostgreSQLVersion.AutoDetect, connection: openConnection);
 
@@ -203,9 +209,134 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null;
     }
 
-    internal override async Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken)
+    internal override Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken) =>
+        CreateMarkedAsync(admin, $"CREATE DATABASE {Quote(database)}", database, marker, cancellationToken);
+
+    internal override Task CreateDatabaseFromTemplateAsync(DbConnection admin, string database, string template, string marker, CancellationToken cancellationToken) =>
+        CreateMarkedAsync(admin, $"CREATE DATABASE {Quote(database)} TEMPLATE {Quote(template)}", database, marker, cancellationToken);
+
+    const string TemplateMark = "linq2db-testkit template ";
+    const string SpareMark = "linq2db-testkit spare ";
+
+    static string Spare(string template) => template + "_spare";
+
+    internal override async Task<bool> TryClaimSpareAsync(DbConnection admin, string template, string fingerprint, string database, string marker, CancellationToken cancellationToken)
     {
-        await admin.RunAsync($"CREATE DATABASE {Quote(database)}", cancellationToken).ConfigureAwait(false);
+        var spare = Spare(template);
+        var mark = await ReadMarkerAsync(admin, spare, cancellationToken).ConfigureAwait(false);
+        if (mark is null || !mark.StartsWith(SpareMark, StringComparison.Ordinal))
+            return false;
+        if (mark != SpareMark + fingerprint)
+        {
+            await DropDatabaseAsync(admin, spare, cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        await admin.RunAsync($"ALTER DATABASE {Quote(spare)} RENAME TO {Quote(database)}", cancellationToken).ConfigureAwait(false);
+        await admin.RunAsync($"COMMENT ON DATABASE {Quote(database)} IS '{marker.Replace("'", "''", StringComparison.Ordinal)}'", cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
+    internal override async Task MakeSpareAsync(DbConnection admin, string template, string fingerprint, CancellationToken cancellationToken)
+    {
+        if (await DatabaseExistsAsync(admin, Spare(template), cancellationToken).ConfigureAwait(false))
+            return;
+        await CreateMarkedAsync(admin, $"CREATE DATABASE {Quote(Spare(template))} TEMPLATE {Quote(template)}", Spare(template), SpareMark + fingerprint, cancellationToken).ConfigureAwait(false);
+    }
+
+    internal override async Task<IAsyncDisposable> LockTemplateAsync(DbConnection admin, string template, bool closeConnection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT pg_advisory_lock(hashtextextended(@key, 0))", (NpgsqlConnection)admin) { CommandTimeout = 0 };
+        command.Parameters.AddWithValue("key", TemplateMark + template);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return new TemplateLock((NpgsqlConnection)admin, TemplateMark + template, closeConnection);
+    }
+
+    /// <summary>A session-level advisory lock: released explicitly, since the connection goes back to its pool.</summary>
+    sealed class TemplateLock(NpgsqlConnection connection, string key, bool closeConnection) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                await using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(hashtextextended(@key, 0))", connection);
+                command.Parameters.AddWithValue("key", key);
+                await command.ExecuteNonQueryAsync().ConfigureAwait(false);
+            }
+            catch (NpgsqlException)
+            {
+                // A broken session holds no lock: the server released it with the session.
+                await connection.CloseAsync().ConfigureAwait(false);
+                NpgsqlConnection.ClearPool(connection);
+            }
+            finally
+            {
+                if (closeConnection)
+                    await connection.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    internal override async Task<string?> ReadTemplateFingerprintAsync(DbConnection admin, string template, CancellationToken cancellationToken)
+    {
+        if (!await DatabaseExistsAsync(admin, template, cancellationToken).ConfigureAwait(false))
+            return null;
+        var mark = await ReadMarkerAsync(admin, template, cancellationToken).ConfigureAwait(false);
+        if (mark is null || !mark.StartsWith(TemplateMark, StringComparison.Ordinal))
+        {
+            throw new TestKitConfigurationException(
+                $"The server has a database named '{template}' that is not a schema template of the kit's (it lacks the kit's mark), so the kit will neither " +
+                "use nor drop it. Rename or drop it yourself.");
+        }
+
+        return mark[TemplateMark.Length..];
+    }
+
+    internal override async Task<string?> SaveTemplateAsync(DbConnection admin, string source, string template, string fingerprint, Action closeIdleConnections, CancellationToken cancellationToken)
+    {
+        var next = template + "_next";
+        if (await ReadTemplateFingerprintAsync(admin, next, cancellationToken).ConfigureAwait(false) is not null)
+            await DropTemplateAsync(admin, next, cancellationToken).ConfigureAwait(false);
+
+        // The copy needs the source to itself: the run's idle pooled connections go first; a session still busy there
+        // (an application's background work) may take a moment to end.
+        for (var attempt = 1; ; attempt++)
+        {
+            closeIdleConnections();
+            try
+            {
+                await CreateMarkedAsync(admin, $"CREATE DATABASE {Quote(next)} TEMPLATE {Quote(source)}", next, TemplateMark + fingerprint, cancellationToken).ConfigureAwait(false);
+                break;
+            }
+            catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.ObjectInUse && attempt < 30)
+            {
+                await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.ObjectInUse)
+            {
+                return $"other sessions stayed connected to the run's database ({exception.MessageText}), so it could not be copied; the next run builds the template again";
+            }
+        }
+
+        await DropTemplateAsync(admin, template, cancellationToken).ConfigureAwait(false);
+        await admin.RunAsync($"ALTER DATABASE {Quote(next)} RENAME TO {Quote(template)}", cancellationToken).ConfigureAwait(false);
+        await admin.RunAsync($"ALTER DATABASE {Quote(template)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false", cancellationToken).ConfigureAwait(false);
+        return null;
+    }
+
+    internal override async Task DropTemplateAsync(DbConnection admin, string template, CancellationToken cancellationToken)
+    {
+        if (await ReadMarkerAsync(admin, Spare(template), cancellationToken).ConfigureAwait(false) is { } spareMark && spareMark.StartsWith(SpareMark, StringComparison.Ordinal))
+            await DropDatabaseAsync(admin, Spare(template), cancellationToken).ConfigureAwait(false);
+        if (await ReadTemplateFingerprintAsync(admin, template, cancellationToken).ConfigureAwait(false) is null)
+            return;
+        await admin.RunAsync($"ALTER DATABASE {Quote(template)} WITH IS_TEMPLATE false", cancellationToken).ConfigureAwait(false);
+        await DropDatabaseAsync(admin, template, cancellationToken).ConfigureAwait(false);
+    }
+
+    static async Task CreateMarkedAsync(DbConnection admin, string create, string database, string marker, CancellationToken cancellationToken)
+    {
+        await admin.RunAsync(create, cancellationToken).ConfigureAwait(false);
         try
         {
             await admin.RunAsync($"COMMENT ON DATABASE {Quote(database)} IS '{marker.Replace("'", "''", StringComparison.Ordinal)}'", cancellationToken).ConfigureAwait(false);
@@ -332,6 +463,34 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         await using var rows = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await rows.ReadAsync(cancellationToken).ConfigureAwait(false))
             contents[tables[rows.GetInt32(0)]] = new TableContents(rows.GetInt64(1), rows.GetString(2));
+        return contents;
+    }
+
+    internal override async Task StorePreparedStateAsync(DbConnection connection, IReadOnlyDictionary<string, TableContents> contents, CancellationToken cancellationToken)
+    {
+        var sql = new System.Text.StringBuilder("""
+            CREATE SCHEMA IF NOT EXISTS testkit;
+            DROP TABLE IF EXISTS testkit.prepared_state;
+            CREATE TABLE testkit.prepared_state (name text PRIMARY KEY, rows bigint NOT NULL, digest text NOT NULL);
+            """);
+        foreach (var (table, content) in contents)
+            sql.Append(System.Globalization.CultureInfo.InvariantCulture, $"INSERT INTO testkit.prepared_state VALUES ('{table.Replace("'", "''", StringComparison.Ordinal)}', {content.Rows}, '{content.Digest}');\n");
+        await connection.RunAsync(sql.ToString(), cancellationToken).ConfigureAwait(false);
+    }
+
+    internal override async Task<IReadOnlyDictionary<string, TableContents>?> ReadStoredPreparedStateAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        await using (var exists = new NpgsqlCommand("SELECT to_regclass('testkit.prepared_state') IS NOT NULL", (NpgsqlConnection)connection))
+        {
+            if (!(bool)(await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+                return null;
+        }
+
+        var contents = new Dictionary<string, TableContents>(StringComparer.Ordinal);
+        await using var command = new NpgsqlCommand("SELECT name, rows, digest FROM testkit.prepared_state", (NpgsqlConnection)connection);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            contents[reader.GetString(0)] = new TableContents(reader.GetInt64(1), reader.GetString(2));
         return contents;
     }
 

@@ -371,6 +371,10 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         return contents;
     }
 
+    internal override string TemplatesUnsupported =>
+        "SQL Server has no fast writable copy of a database (CREATE DATABASE … AS COPY OF exists only on Azure SQL Database, and BACKUP with RESTORE " +
+        "needs file paths on the server and takes seconds), so every run applies its schema itself";
+
     internal override Task<ChangeTracker> InstallChangeTrackingAsync(DbConnection connection, CancellationToken cancellationToken) =>
         SqlServerChangeTracker.InstallAsync((SqlConnection)connection, cancellationToken);
 

@@ -19,11 +19,32 @@ internal sealed class LeakCheck(TestDatabase database, string connectionString)
 
     public bool HasPreparedState => Volatile.Read(ref _prepared) is not null;
 
-    public async Task RecordPreparedStateAsync(CancellationToken cancellationToken)
+    public void ClearPool() => database.Provider.ClearPool(connectionString);
+
+    /// <summary>Records what every table holds now; from what the template kept, for a copy of a schema template.</summary>
+    public async Task RecordPreparedStateAsync(bool fromTemplate, CancellationToken cancellationToken)
     {
-        var contents = await ReadAsync(cancellationToken).ConfigureAwait(false);
+        IReadOnlyDictionary<string, TableContents>? contents = null;
+        if (fromTemplate)
+        {
+            await using var connection = database.Provider.CreateConnection(connectionString);
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            contents = await database.Provider.ReadStoredPreparedStateAsync(connection, cancellationToken).ConfigureAwait(false);
+        }
+
+        contents ??= await ReadAsync(cancellationToken).ConfigureAwait(false);
         lock (_gate)
             _prepared = _lastSeen = contents;
+    }
+
+    /// <summary>Keeps the recorded prepared state in the database, for the copies of a schema template made from it.</summary>
+    public async Task StorePreparedStateAsync(CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _prepared) is not { } prepared)
+            return;
+        await using var connection = database.Provider.CreateConnection(connectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await database.Provider.StorePreparedStateAsync(connection, prepared, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The changes since the prepared state; <see langword="null"/> when there are none.</summary>
