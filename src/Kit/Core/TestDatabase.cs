@@ -480,6 +480,16 @@ public sealed class TestDatabase : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Installs what real-commit sessions need before any scope begins, where no scope's locks can be in the way; the
+    /// first session installs it otherwise. A schema template saved afterwards carries it.
+    /// </summary>
+    internal async Task PrepareRealCommitsAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenKitConnectionAsync(cancellationToken).ConfigureAwait(false);
+        _changeTracker ??= await Provider.InstallChangeTrackingAsync(connection, cancellationToken).ConfigureAwait(false);
+    }
+
     internal async Task<IReadOnlyList<string>> ResetAsync(ChangeTracker tracker)
     {
         await using var connection = await OpenKitConnectionAsync(CancellationToken.None).ConfigureAwait(false);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Reflection;
 using Linq2DbTestKit.Internal;
 using NUnit.Framework;
 
@@ -76,6 +77,8 @@ public abstract class TestRun
         {
             if (!_database.SchemaFromTemplate)
                 await PrepareDatabaseAsync(_database, cancellationToken).ConfigureAwait(false);
+            if (UsesRealCommits(GetType().Assembly))
+                await _database.PrepareRealCommitsAsync(cancellationToken).ConfigureAwait(false);
             await _database.RecordPreparedStateAsync(cancellationToken).ConfigureAwait(false);
             await _database.SaveTemplateAsync(cancellationToken).ConfigureAwait(false);
             var template = _database.TemplateStatus is { } status ? $" ({status})" : string.Empty;
@@ -125,6 +128,24 @@ public abstract class TestRun
 
         if (database.ChecksForLeaks)
             await TestContext.Progress.WriteLineAsync($"linq2db-testkit: after the run, every table of {database.Name} holds what it held once prepared").ConfigureAwait(false);
+    }
+
+    /// <summary>Whether a test of <paramref name="assembly"/> is marked <see cref="RealCommitsAttribute"/>: the run then prepares for it before any scope begins.</summary>
+    static bool UsesRealCommits(Assembly assembly)
+    {
+        Type[] types;
+        try
+        {
+            types = assembly.GetTypes();
+        }
+        catch (ReflectionTypeLoadException exception)
+        {
+            types = [.. exception.Types.OfType<Type>()];
+        }
+
+        const BindingFlags Methods = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        return types.Any(type => type.IsDefined(typeof(RealCommitsAttribute), inherit: true)
+                                 || type.GetMethods(Methods).Any(method => method.IsDefined(typeof(RealCommitsAttribute), inherit: true)));
     }
 
     /// <summary>After a test class: reports, once, what persisted since the previous look.</summary>

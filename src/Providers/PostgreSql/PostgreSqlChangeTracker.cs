@@ -97,6 +97,13 @@ internal sealed class PostgreSqlChangeTracker : ChangeTracker
 
     public static async Task<ChangeTracker> InstallAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
+        // A copy of a schema template comes with it installed.
+        await using (var installed = new NpgsqlCommand("SELECT to_regclass('testkit.units') IS NOT NULL", connection))
+        {
+            if ((bool)(await installed.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+                return new PostgreSqlChangeTracker();
+        }
+
         var relations = new List<(long Relid, long Unit, string Name, bool IsPartition, string? Columns, bool Overriding)>();
         var foreignKeys = new List<(long Child, long Parent)>();
         var sequences = new List<(long Seq, long? LastValue, long Start, long? Owner)>();
@@ -128,7 +135,7 @@ internal sealed class PostgreSqlChangeTracker : ChangeTracker
         var edges = foreignKeys.Where(f => unitOf.ContainsKey(f.Child) && unitOf.ContainsKey(f.Parent)).Select(f => (unitOf[f.Child], unitOf[f.Parent])).Distinct().ToList();
         var levels = TableOrder.Levels(units.Select(u => u.Relid), edges);
 
-        var sql = new StringBuilder("BEGIN;\n").AppendLine(Schema);
+        var sql = new StringBuilder("BEGIN;\nSET LOCAL lock_timeout = '10s';\n").AppendLine(Schema);
         foreach (var unit in units)
         {
             var snapshot = filled.Contains(unit.Relid) ? $"testkit.snapshot_{unit.Relid}" : null;
@@ -152,8 +159,19 @@ internal sealed class PostgreSqlChangeTracker : ChangeTracker
         }
 
         sql.Append("COMMIT;");
-        await using (var install = new NpgsqlCommand(sql.ToString(), connection))
+        try
+        {
+            await using var install = new NpgsqlCommand(sql.ToString(), connection) { CommandTimeout = 0 };
             await install.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.LockNotAvailable)
+        {
+            throw new TestScopeException(
+                "The first real-commit test of the run could not install the kit's change tracking: a transaction still open holds a table it needs " +
+                "(a scope that is never disposed, or a class's shared seed — SeededDatabaseTest — waiting for its next test). The NUnit integration " +
+                "installs it before the first test when the test assembly has a [RealCommits] test; outside it, begin the first session before other scopes.", exception);
+        }
+
         return new PostgreSqlChangeTracker();
     }
 
@@ -179,7 +197,8 @@ internal sealed class PostgreSqlChangeTracker : ChangeTracker
             var cause = exception.SqlState switch
             {
                 PostgresErrorCodes.LockNotAvailable =>
-                    "a connection the test left open still holds a lock on a table to restore (a transaction it never ended): end every transaction and close every connection before the test ends",
+                    "a transaction still open holds a lock on a table to restore: one the test left open (end every transaction and close every connection " +
+                    "before the test ends), or a class's shared seed (SeededDatabaseTest) that changed the same rows",
                 PostgresErrorCodes.ForeignKeyViolation =>
                     $"the tables' foreign keys refuse the order of the reset (a cycle of foreign keys that are not DEFERRABLE): {exception.MessageText}",
                 _ => exception.MessageText,

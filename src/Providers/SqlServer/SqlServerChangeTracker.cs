@@ -10,7 +10,7 @@ namespace Linq2DbTestKit.SqlServer;
 /// Change tracking for real-commit sessions on SQL Server: an AFTER INSERT, UPDATE, DELETE trigger per table notes the
 /// table in <c>testkit.changed_tables</c>, and each table that holds rows once prepared is copied into the
 /// <c>testkit</c> schema. <c>testkit.reset</c> restores, in one transaction, the noted tables, the tables whose rows
-/// refer to them, their identity values and the sequences that moved.
+/// refer to them, their identity values and the sequences.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -36,8 +36,14 @@ internal sealed class SqlServerChangeTracker(string enableTriggers, string disab
         LEFT JOIN sys.identity_columns i ON i.object_id = t.object_id
         WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit';
         SELECT parent_object_id, referenced_object_id FROM sys.foreign_keys;
-        SELECT q.object_id, QUOTENAME(s.name) + N'.' + QUOTENAME(q.name), CAST(q.current_value AS bigint), CAST(q.start_value AS bigint), CAST(q.increment AS bigint)
-        FROM sys.sequences q JOIN sys.schemas s ON s.schema_id = q.schema_id WHERE s.name <> N'testkit';
+        -- last_used_value (SQL Server 2017 and later) is NULL until a sequence's first use, where current_value already holds the start.
+        IF COL_LENGTH('sys.sequences', 'last_used_value') IS NOT NULL
+            EXEC (N'SELECT q.object_id, QUOTENAME(s.name) + N''.'' + QUOTENAME(q.name), CAST(q.last_used_value AS bigint), CAST(q.start_value AS bigint), CAST(q.increment AS bigint)
+                    FROM sys.sequences q JOIN sys.schemas s ON s.schema_id = q.schema_id WHERE s.name <> N''testkit''');
+        ELSE
+            SELECT q.object_id, QUOTENAME(s.name) + N'.' + QUOTENAME(q.name), CASE WHEN q.current_value = q.start_value THEN NULL ELSE CAST(q.current_value AS bigint) END,
+                   CAST(q.start_value AS bigint), CAST(q.increment AS bigint)
+            FROM sys.sequences q JOIN sys.schemas s ON s.schema_id = q.schema_id WHERE s.name <> N'testkit';
         """;
 
     const string Schema = """
@@ -46,7 +52,7 @@ internal sealed class SqlServerChangeTracker(string enableTriggers, string disab
         CREATE TABLE testkit.units (object_id int PRIMARY KEY, name nvarchar(600) NOT NULL, level int NOT NULL, columns nvarchar(max) NULL,
             has_identity bit NOT NULL, ident_seed bigint NULL, ident_increment bigint NULL, ident_last bigint NULL, snapshot nvarchar(300) NULL, rows bigint NOT NULL);
         CREATE TABLE testkit.foreign_keys (child int NOT NULL, parent int NOT NULL);
-        CREATE TABLE testkit.sequences (object_id int PRIMARY KEY, name nvarchar(600) NOT NULL, current_value bigint NOT NULL, restart_with bigint NOT NULL);
+        CREATE TABLE testkit.sequences (object_id int PRIMARY KEY, name nvarchar(600) NOT NULL, last_used bigint NULL, restart_with bigint NOT NULL);
         EXEC (N'
         CREATE PROCEDURE testkit.reset AS
         BEGIN
@@ -108,9 +114,8 @@ internal sealed class SqlServerChangeTracker(string enableTriggers, string disab
             END;
             CLOSE reseeding; DEALLOCATE reseeding;
 
-            DECLARE restarting CURSOR LOCAL FAST_FORWARD FOR
-                SELECT s.name, s.restart_with FROM testkit.sequences s JOIN sys.sequences q ON q.object_id = s.object_id
-                WHERE CAST(q.current_value AS bigint) <> s.current_value;
+            -- Every sequence restarts where it stood: a restart is a metadata change, and sequences are few.
+            DECLARE restarting CURSOR LOCAL FAST_FORWARD FOR SELECT s.name, s.restart_with FROM testkit.sequences s;
             OPEN restarting; FETCH NEXT FROM restarting INTO @name, @restart;
             WHILE @@FETCH_STATUS = 0
             BEGIN
@@ -137,7 +142,7 @@ internal sealed class SqlServerChangeTracker(string enableTriggers, string disab
     {
         var tables = new List<(int Id, string Name, string? Columns, long? Seed, long? Increment, long? Last, bool HasIdentity, long Rows)>();
         var foreignKeys = new List<(long Child, long Parent)>();
-        var sequences = new List<(int Id, string Name, long Current, long Start, long Increment)>();
+        var sequences = new List<(int Id, string Name, long? LastUsed, long Start, long Increment)>();
         await using (var catalog = new SqlCommand(Catalog, connection))
         await using (var reader = await catalog.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -153,7 +158,7 @@ internal sealed class SqlServerChangeTracker(string enableTriggers, string disab
                 foreignKeys.Add((reader.GetInt32(0), reader.GetInt32(1)));
             await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                sequences.Add((reader.GetInt32(0), reader.GetString(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4)));
+                sequences.Add((reader.GetInt32(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4)));
         }
 
         var levels = TableOrder.Levels(tables.Select(t => (long)t.Id), foreignKeys);
@@ -180,11 +185,10 @@ internal sealed class SqlServerChangeTracker(string enableTriggers, string disab
         foreach (var (child, parent) in foreignKeys.Distinct())
             sql.Append(CultureInfo.InvariantCulture, $"INSERT INTO testkit.foreign_keys VALUES ({child}, {parent});\n");
 
-        // A sequence still at its start value is taken as never used: it restarts there.
         foreach (var sequence in sequences)
         {
-            var restart = sequence.Current == sequence.Start ? sequence.Start : sequence.Current + sequence.Increment;
-            sql.Append(CultureInfo.InvariantCulture, $"INSERT INTO testkit.sequences VALUES ({sequence.Id}, {Literal(sequence.Name)}, {sequence.Current}, {restart});\n");
+            var restart = sequence.LastUsed is { } lastUsed ? lastUsed + sequence.Increment : sequence.Start;
+            sql.Append(CultureInfo.InvariantCulture, $"INSERT INTO testkit.sequences VALUES ({sequence.Id}, {Literal(sequence.Name)}, {Number(sequence.LastUsed)}, {restart});\n");
         }
 
         sql.AppendLine("COMMIT;");
@@ -201,14 +205,25 @@ internal sealed class SqlServerChangeTracker(string enableTriggers, string disab
 
     public override async Task<IReadOnlyList<string>> BeginAsync(DbConnection connection, CancellationToken cancellationToken)
     {
-        var sql = "SET NOCOUNT ON; BEGIN TRANSACTION;\n" +
+        var sql = "SET NOCOUNT ON; SET LOCK_TIMEOUT 10000; BEGIN TRANSACTION;\n" +
                   "SELECT DISTINCT u.name FROM testkit.changed_tables c JOIN testkit.units u ON u.object_id = c.object_id ORDER BY u.name;\n" +
                   "DELETE FROM testkit.changed_tables;\n" + enableTriggers + "COMMIT;";
         var names = new List<string>();
-        await using var command = new SqlCommand(sql, (SqlConnection)connection);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            names.Add(reader.GetString(0));
+        try
+        {
+            await using var command = new SqlCommand(sql, (SqlConnection)connection);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                names.Add(reader.GetString(0));
+        }
+        catch (SqlException exception) when (exception.Number == 1222)
+        {
+            throw new TestScopeException(
+                "A real-commit test could not enable the kit's change tracking triggers: a transaction still open holds a table (a scope that is never " +
+                "disposed, or a class's shared seed — SeededDatabaseTest — waiting for its next test). On SQL Server a real-commit test cannot run while " +
+                "such a class is between its tests: keep them in separate test runs.", exception);
+        }
+
         return names;
     }
 

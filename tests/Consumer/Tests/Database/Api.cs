@@ -16,6 +16,9 @@ static class Api
 
     public static HttpClient ClientFor(TestScope scope) => Factory.Value.CreateClient(scope);
 
+    /// <summary>A client whose requests run in the scope, or the real-commit session, of the test that sends them.</summary>
+    public static HttpClient Client() => Factory.Value.CreateClient();
+
     public static async Task DisposeAsync()
     {
         if (Factory.IsValueCreated)
