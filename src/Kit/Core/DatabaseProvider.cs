@@ -153,7 +153,34 @@ public abstract class DatabaseProvider
     /// The user tables of the database behind <paramref name="connection"/>, each with its row count and a digest of its
     /// contents, read in one statement at read-committed: a test's uncommitted rows are not seen.
     /// </summary>
-    internal abstract Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, CancellationToken cancellationToken);
+    internal async Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        var tables = new List<string>();
+        await using (var list = connection.CreateCommand())
+        {
+            list.CommandText = ListTablesSql;
+            await using var reader = await list.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                tables.Add(reader.GetString(0));
+        }
+
+        var contents = new Dictionary<string, TableContents>(StringComparer.Ordinal);
+        if (tables.Count == 0)
+            return contents;
+
+        await using var command = connection.CreateCommand();
+        command.CommandText = string.Join("\nUNION ALL ", tables.Select((table, i) => TableContentsSql(table, i)));
+        await using var rows = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await rows.ReadAsync(cancellationToken).ConfigureAwait(false))
+            contents[tables[rows.GetInt32(0)]] = new TableContents(rows.GetInt64(1), rows.GetString(2));
+        return contents;
+    }
+
+    /// <summary>A query of the quoted names of the user tables, outside the kit's own <c>testkit</c> schema.</summary>
+    internal abstract string ListTablesSql { get; }
+
+    /// <summary>A query of one row: <paramref name="index"/>, the row count of <paramref name="table"/> (bigint), and a digest of its rows as text.</summary>
+    internal abstract string TableContentsSql(string table, int index);
 
     /// <summary>Why this provider keeps no template of a prepared database; <see langword="null"/> when it does.</summary>
     internal virtual string? TemplatesUnsupported => null;

@@ -429,7 +429,7 @@ public sealed class TestDatabase : IAsyncDisposable
     }
 
     /// <summary>How long <see cref="BeginRealCommitsAsync"/> waits for the open scopes to end before it gives up.</summary>
-    internal static TimeSpan RealCommitPatience { get; set; } = TimeSpan.FromMinutes(5);
+    static readonly TimeSpan RealCommitPatience = TimeSpan.FromMinutes(5);
 
     /// <summary>
     /// Begins a <see cref="RealCommitSession"/>: once every open scope has ended, code commits for real to this database

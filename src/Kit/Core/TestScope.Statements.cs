@@ -37,21 +37,7 @@ public sealed partial class TestScope
                 return await RunApplicationSavepointStatement(command, connection, savepoint, control, behavior, async, run, cancellationToken).ConfigureAwait(false);
 
             await PrepareStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
-            command.Inner.Transaction = Outer;
-            T result;
-            try
-            {
-                result = await run(command.Inner, behavior, async, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception exception) when (exception is not TestScopeException)
-            {
-                var replacement = await OnStatementFailed(sql, connection, exception, async).ConfigureAwait(false);
-                if (replacement is not null)
-                    throw replacement;
-                throw;
-            }
-
-            EnsureTransactionLives($"{connection.Origin} ran {Misuse.Shorten(sql)}", afterStatement: true);
+            var result = await RunInTestTransaction(command, connection, behavior, async, run, cancellationToken).ConfigureAwait(false);
             if (connection.Transaction is null && _ledger.Open.Count > 0 && (result is int affected ? affected > 0 : SqlScanner.Writes(sql, Provider.Dialect)))
                 _ledger.Wrote(connection, sql);
             if (result is DbDataReader reader)
@@ -62,6 +48,33 @@ public sealed partial class TestScope
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// Runs the application's command in the test's transaction; a failure is recorded for what it did to the
+    /// transaction, and afterwards the transaction must still be open.
+    /// </summary>
+    async ValueTask<T> RunInTestTransaction<T>(
+        ScopeCommand command, TestScopeConnection connection, CommandBehavior behavior, bool async,
+        Func<DbCommand, CommandBehavior, bool, CancellationToken, ValueTask<T>> run, CancellationToken cancellationToken)
+    {
+        var sql = command.CommandText ?? string.Empty;
+        command.Inner.Transaction = Outer;
+        T result;
+        try
+        {
+            result = await run(command.Inner, behavior, async, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is not TestScopeException)
+        {
+            var replacement = await OnStatementFailed(sql, connection, exception, async).ConfigureAwait(false);
+            if (replacement is not null)
+                throw replacement;
+            throw;
+        }
+
+        EnsureTransactionLives($"{connection.Origin} ran {Misuse.Shorten(sql)}", afterStatement: true);
+        return result;
     }
 
     /// <summary>
@@ -79,21 +92,7 @@ public sealed partial class TestScope
             throw Misuse.SavepointOutsideTransaction(sql, connection.Origin, Provider.DisplayName);
 
         await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
-        command.Inner.Transaction = Outer;
-        T result;
-        try
-        {
-            result = await run(command.Inner, behavior, async, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception exception) when (exception is not TestScopeException)
-        {
-            var replacement = await OnStatementFailed(sql, connection, exception, async).ConfigureAwait(false);
-            if (replacement is not null)
-                throw replacement;
-            throw;
-        }
-
-        EnsureTransactionLives($"{connection.Origin} ran {Misuse.Shorten(sql)}", afterStatement: true);
+        var result = await RunInTestTransaction(command, connection, behavior, async, run, cancellationToken).ConfigureAwait(false);
         TrackApplicationSavepoint(transaction, savepoint.Action, savepoint.Name);
         TraceLog.Add($"{connection.Origin}: {Misuse.Shorten(sql)}, the application's own savepoint inside {transaction.Name}");
         return result;

@@ -436,35 +436,16 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     /// The digest sums a 64-bit hash of each row's text: it does not depend on the order of rows, and costs one pass over
     /// each table. The kit's own schema is left out.
     /// </remarks>
-    internal override async Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, CancellationToken cancellationToken)
-    {
-        var tables = new List<string>();
-        await using (var list = new NpgsqlCommand(
-            """
-            SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'testkit')
-              AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
-            ORDER BY 1
-            """, (NpgsqlConnection)connection))
-        await using (var reader = await list.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-        {
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                tables.Add(reader.GetString(0));
-        }
+    internal override string ListTablesSql => """
+        SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'testkit')
+          AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
+        ORDER BY 1
+        """;
 
-        var contents = new Dictionary<string, TableContents>(StringComparer.Ordinal);
-        if (tables.Count == 0)
-            return contents;
-
-        var sql = string.Join("\nUNION ALL ", tables.Select((table, i) =>
-            $"SELECT {i}, count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {table} t"));
-        await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection);
-        await using var rows = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await rows.ReadAsync(cancellationToken).ConfigureAwait(false))
-            contents[tables[rows.GetInt32(0)]] = new TableContents(rows.GetInt64(1), rows.GetString(2));
-        return contents;
-    }
+    internal override string TableContentsSql(string table, int index) =>
+        $"SELECT {index}, count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {table} t";
 
     internal override async Task StorePreparedStateAsync(DbConnection connection, IReadOnlyDictionary<string, TableContents> contents, CancellationToken cancellationToken)
     {

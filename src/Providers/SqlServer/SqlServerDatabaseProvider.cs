@@ -346,30 +346,12 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     /// of types it cannot compare (<c>text</c>, <c>ntext</c>, <c>image</c>, <c>xml</c>), whose changes only the row count
     /// can show. The kit's own schema is left out.
     /// </remarks>
-    internal override async Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, CancellationToken cancellationToken)
-    {
-        var tables = new List<string>();
-        await using (var list = new SqlCommand(
-            "SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(t.name) FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id " +
-            "WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit' ORDER BY 1", (SqlConnection)connection))
-        await using (var reader = await list.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-        {
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                tables.Add(reader.GetString(0));
-        }
+    internal override string ListTablesSql =>
+        "SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(t.name) FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id " +
+        "WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit' ORDER BY 1";
 
-        var contents = new Dictionary<string, TableContents>(StringComparer.Ordinal);
-        if (tables.Count == 0)
-            return contents;
-
-        var sql = string.Join("\nUNION ALL ", tables.Select((table, i) =>
-            $"SELECT {i}, COUNT_BIG(*), CAST(COALESCE(CHECKSUM_AGG(BINARY_CHECKSUM(*)), 0) AS nvarchar(20)) FROM {table}"));
-        await using var command = new SqlCommand(sql, (SqlConnection)connection);
-        await using var rows = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await rows.ReadAsync(cancellationToken).ConfigureAwait(false))
-            contents[tables[rows.GetInt32(0)]] = new TableContents(rows.GetInt64(1), rows.GetString(2));
-        return contents;
-    }
+    internal override string TableContentsSql(string table, int index) =>
+        $"SELECT {index}, COUNT_BIG(*), CAST(COALESCE(CHECKSUM_AGG(BINARY_CHECKSUM(*)), 0) AS nvarchar(20)) FROM {table}";
 
     internal override string TemplatesUnsupported =>
         "SQL Server has no fast writable copy of a database (CREATE DATABASE … AS COPY OF exists only on Azure SQL Database, and BACKUP with RESTORE " +
