@@ -84,9 +84,13 @@ public static class ProfilesDatabase
             var target = new SqlConnectionStringBuilder(connectionString);
             using var admin = new SqlConnection(new SqlConnectionStringBuilder(connectionString) { InitialCatalog = "master" }.ConnectionString);
             admin.Open();
-            using var create = new SqlCommand("IF DB_ID(@name) IS NULL EXEC('CREATE DATABASE ' + QUOTENAME(@name))", admin);
-            create.Parameters.AddWithValue("name", target.InitialCatalog);
-            create.ExecuteNonQuery();
+            using var exists = new SqlCommand("SELECT DB_ID(@name)", admin);
+            exists.Parameters.AddWithValue("name", target.InitialCatalog);
+            if (exists.ExecuteScalar() is null or DBNull)
+            {
+                using var create = new SqlCommand($"CREATE DATABASE [{target.InitialCatalog.Replace("]", "]]", StringComparison.Ordinal)}]", admin);
+                create.ExecuteNonQuery();
+            }
         }
     }
 }

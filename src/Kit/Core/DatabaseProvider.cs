@@ -69,6 +69,10 @@ public abstract class DatabaseProvider
     /// <summary>Whether the linq2db provider detected on the server's administrative connection serves the run's database too (it depends on the server alone).</summary>
     internal virtual bool DetectsFromServerConnection => false;
 
+    /// <summary>What kind of server answers on <paramref name="openConnection"/>, for the run's messages; <see langword="null"/> when the provider does not say.</summary>
+    /// <exception cref="TestKitConfigurationException">The kit does not support that kind; the message says what to use.</exception>
+    internal virtual Task<string?> DescribeServerAsync(DbConnection openConnection, CancellationToken cancellationToken) => Task.FromResult<string?>(null);
+
     /// <summary>The linq2db provider for the server behind <paramref name="openConnection"/>, with its version detected.</summary>
     internal abstract IDataProvider DetectLinqToDBProvider(DbConnection openConnection);
 
@@ -132,8 +136,22 @@ public abstract class DatabaseProvider
     /// <summary>
     /// The statements that end a scope in one round trip: the rollback of the test's transaction, and whatever a session
     /// keeps beyond it that others could wait for; <see langword="null"/> to roll back through the driver's transaction.
+    /// Where <see cref="ScopeTransactionDepth"/> is set, it first returns the server's count of open transactions.
     /// </summary>
     internal virtual string? EndOfScopeBatch => null;
+
+    /// <summary>
+    /// How many transactions the server counts open while a scope runs, where it counts them (SQL Server's
+    /// <c>@@TRANCOUNT</c>); 0 where it does not. A scope opens the test's transaction this many times, so that a
+    /// <c>COMMIT</c> hidden from the kit (in dynamic SQL, a stored procedure) only counts it down instead of committing.
+    /// </summary>
+    internal virtual int ScopeTransactionDepth => 0;
+
+    /// <summary>The statement that opens the test's transaction once more (see <see cref="ScopeTransactionDepth"/>).</summary>
+    internal virtual string? DeepenTransaction => null;
+
+    /// <summary>A query of the server's count of open transactions (see <see cref="ScopeTransactionDepth"/>).</summary>
+    internal virtual string? TransactionDepthQuery => null;
 
     /// <summary>A statement that succeeds unless the transaction is aborted: the kit's question whether it is.</summary>
     internal virtual string HealthProbe => "SELECT 1";
@@ -155,13 +173,19 @@ public abstract class DatabaseProvider
     /// </summary>
     internal async Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, CancellationToken cancellationToken)
     {
-        var tables = new List<string>();
+        var tables = new List<(string Name, List<TableColumn> Columns)>();
         await using (var list = connection.CreateCommand())
         {
             list.CommandText = ListTablesSql;
             await using var reader = await list.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                tables.Add(reader.GetString(0));
+            {
+                var name = reader.GetString(0);
+                if (tables.Count == 0 || tables[^1].Name != name)
+                    tables.Add((name, []));
+                if (reader.FieldCount > 1 && !reader.IsDBNull(1))
+                    tables[^1].Columns.Add(new TableColumn(reader.GetString(1), reader.GetString(2)));
+            }
         }
 
         var contents = new Dictionary<string, TableContents>(StringComparer.Ordinal);
@@ -169,18 +193,24 @@ public abstract class DatabaseProvider
             return contents;
 
         await using var command = connection.CreateCommand();
-        command.CommandText = string.Join("\nUNION ALL ", tables.Select((table, i) => TableContentsSql(table, i)));
+        command.CommandText = string.Join("\nUNION ALL ", tables.Select((table, i) => TableContentsSql(table.Name, table.Columns, i)));
         await using var rows = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await rows.ReadAsync(cancellationToken).ConfigureAwait(false))
-            contents[tables[rows.GetInt32(0)]] = new TableContents(rows.GetInt64(1), rows.GetString(2));
+            contents[tables[rows.GetInt32(0)].Name] = new TableContents(rows.GetInt64(1), rows.GetString(2));
         return contents;
     }
 
-    /// <summary>A query of the quoted names of the user tables, outside the kit's own <c>testkit</c> schema.</summary>
+    /// <summary>
+    /// A query of the quoted names of the user tables, outside the kit's own <c>testkit</c> schema, ordered by name; where
+    /// the digest needs them, each table's row repeats once per column with the column's quoted name and type.
+    /// </summary>
     internal abstract string ListTablesSql { get; }
 
-    /// <summary>A query of one row: <paramref name="index"/>, the row count of <paramref name="table"/> (bigint), and a digest of its rows as text.</summary>
-    internal abstract string TableContentsSql(string table, int index);
+    /// <summary>
+    /// A query of one row: <paramref name="index"/>, the row count of <paramref name="table"/> (bigint), and a digest of its
+    /// rows as text that does not depend on their order, and changes when any value a row holds does.
+    /// </summary>
+    internal abstract string TableContentsSql(string table, IReadOnlyList<TableColumn> columns, int index);
 
     /// <summary>Why this provider keeps no template of a prepared database; <see langword="null"/> when it does.</summary>
     internal virtual string? TemplatesUnsupported => null;
@@ -272,6 +302,9 @@ public abstract class DatabaseProvider
     /// </summary>
     internal virtual bool BulkCopyNeedsTransaction => false;
 }
+
+/// <summary>A column of a table, as <see cref="DatabaseProvider.ListTablesSql"/> lists it: its quoted name and its type's name.</summary>
+internal readonly record struct TableColumn(string Name, string Type);
 
 /// <summary>What a table holds, as the leak check compares it: the row count, and a digest of every row.</summary>
 internal readonly record struct TableContents(long Rows, string Digest);

@@ -198,6 +198,7 @@ public sealed class TestDatabase : IAsyncDisposable
         DatabaseProvider provider, TestDatabaseOptions options, string given, ParsedConnectionString server, string describedSource, ThrowawayServer? throwaway,
         DbConnection admin, string adminConnectionString, CancellationToken cancellationToken)
     {
+        var serverDescription = await provider.DescribeServerAsync(admin, cancellationToken).ConfigureAwait(false);
         var runId = string.Create(CultureInfo.InvariantCulture, $"{DateTime.UtcNow:yyyyMMdd_HHmmss}_{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}");
         var name = provider.DatabaseName(NamePrefix, runId);
         var marker = $"linq2db-testkit run {runId} {Guid.NewGuid():N}";
@@ -256,6 +257,7 @@ public sealed class TestDatabase : IAsyncDisposable
             {
                 SchemaFromTemplate = fromTemplate,
                 TemplateStatus = templateStatus,
+                ServerDescription = serverDescription,
             };
 
             // A copy is ready; a build keeps other runs of the family waiting until SaveTemplateAsync has saved it.
@@ -294,6 +296,9 @@ public sealed class TestDatabase : IAsyncDisposable
     /// and the set-up need not run again.
     /// </summary>
     public bool SchemaFromTemplate { get; private init; }
+
+    /// <summary>What kind of server the database is on, as the provider tells it (a SQL Server flavour); <see langword="null"/> when it does not.</summary>
+    internal string? ServerDescription { get; private init; }
 
     /// <summary>What became of the schema template, for the run's messages; <see langword="null"/> when none was asked for.</summary>
     internal string? TemplateStatus { get; private set; }
@@ -372,8 +377,19 @@ public sealed class TestDatabase : IAsyncDisposable
                 "and let the kit create a database of its own.");
         }
 
-        var linqToDBProvider = new Lazy<IDataProvider>(await DetectAsync(provider, provider.ForDatabase(given, existing, ApplicationName), server, describedSource, existing, cancellationToken).ConfigureAwait(false));
-        return new TestDatabase(provider, existing, provider.ForDatabase(given, server.Database, ApplicationName), given, server, describedSource, marker: null, options, linqToDBProvider, throwaway: null);
+        string? serverDescription;
+        IDataProvider linqToDBProvider;
+        await using (var connection = await ConnectAsync(provider, provider.ForDatabase(given, existing, ApplicationName), server, describedSource, existing, cancellationToken).ConfigureAwait(false))
+        {
+            serverDescription = await provider.DescribeServerAsync(connection, cancellationToken).ConfigureAwait(false);
+            linqToDBProvider = provider.DetectLinqToDBProvider(connection);
+        }
+
+        return new TestDatabase(provider, existing, provider.ForDatabase(given, server.Database, ApplicationName), given, server, describedSource, marker: null, options,
+            new Lazy<IDataProvider>(linqToDBProvider), throwaway: null)
+        {
+            ServerDescription = serverDescription,
+        };
     }
 
     static IDataProvider Detect(DatabaseProvider provider, string connectionString)
@@ -558,6 +574,17 @@ public sealed class TestDatabase : IAsyncDisposable
                 outer = connection.BeginTransaction();
             }
 
+            if (Provider.DeepenTransaction is { } deepen)
+            {
+                await using var command = connection.CreateCommand();
+                command.CommandText = string.Join("; ", Enumerable.Repeat(deepen, Provider.ScopeTransactionDepth - 1));
+                command.Transaction = outer;
+                if (async)
+                    await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                else
+                    command.ExecuteNonQuery();
+            }
+
             return new TestScope(this, connection, outer);
         }
         catch (Exception exception)
@@ -623,7 +650,8 @@ public sealed class TestDatabase : IAsyncDisposable
 
     /// <inheritdoc />
     public override string ToString() =>
-        $"{Provider.DisplayName} database '{Name}' on {_server.Server}{(_throwaway is null ? string.Empty : $", a {_throwaway.Description}")}";
+        $"{Provider.DisplayName} database '{Name}' on {_server.Server}{(ServerDescription is null ? string.Empty : $" ({ServerDescription})")}" +
+        (_throwaway is null ? string.Empty : $", a {_throwaway.Description}");
 
     /// <summary>After a lost connection the pool may hold more dead ones (a restarted server): let the next scope open fresh ones.</summary>
     internal void OnConnectionLost() => Provider.ClearPool(ScopeConnectionString);
@@ -640,14 +668,19 @@ public sealed class TestDatabase : IAsyncDisposable
         catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             await connection.DisposeAsync().ConfigureAwait(false);
-            throw ConnectError(provider, exception, server, describedSource, database);
+            var failure = provider.ClassifyConnectFailure(exception);
+            // A driver may not say that nothing listens there (SqlClient on Linux: "error: 35 - An internal exception was caught").
+            if (failure == ConnectFailure.Other && !await ThrowawayServer.AnswersAsync(server.Host, server.Port, CancellationToken.None).ConfigureAwait(false))
+                failure = ConnectFailure.Unreachable;
+            throw ConnectError(provider, exception, server, describedSource, database, failure);
         }
     }
 
-    static TestKitConfigurationException ConnectError(DatabaseProvider provider, Exception exception, ParsedConnectionString server, string describedSource, string? database)
+    static TestKitConfigurationException ConnectError(
+        DatabaseProvider provider, Exception exception, ParsedConnectionString server, string describedSource, string? database, ConnectFailure? failure = null)
     {
         var who = server.User is null ? string.Empty : $" as '{server.User}'";
-        var (cause, fix) = provider.ClassifyConnectFailure(exception) switch
+        var (cause, fix) = (failure ?? provider.ClassifyConnectFailure(exception)) switch
         {
             ConnectFailure.Unreachable => ("nothing accepts connections there",
                 $"Start a server ({provider.StartServerHint}), or set {provider.ConnectionVariable} to one that runs."),

@@ -206,7 +206,10 @@ public sealed partial class TestScope
                 break;
         }
 
-        if (!Provider.IsOpen(Outer))
+        if (Provider.IsOpen(Outer) && Provider.ScopeTransactionDepth > 0 && _fatal is null)
+            await CheckTransactionDepth(sql, origin, exception, async).ConfigureAwait(false);
+
+        if (!Provider.IsOpen(Outer) || _fatal is { Kind: FatalKind.Ended })
         {
             _fatal ??= new Fatal(FatalKind.Ended,
                 $"{Provider.DisplayName} ended the test's transaction — committed or rolled it back — when {origin} ran {Misuse.Shorten(sql)} and it failed " +
@@ -217,6 +220,64 @@ public sealed partial class TestScope
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// After a failed statement, asks the server how many transactions are open, since a <c>COMMIT</c> or
+    /// <c>BEGIN TRANSACTION</c> inside dynamic SQL or a procedure changes the count and fails the statement (SQL Server's
+    /// error 266), and some servers end the transaction without telling the driver (Babelfish). A count short of the
+    /// scope's is restored, and the test fails at its end; a count of 0 means the test's transaction is gone.
+    /// </summary>
+    async ValueTask CheckTransactionDepth(string sql, string origin, Exception exception, bool async)
+    {
+        int depth;
+        try
+        {
+            depth = await QueryNative(Provider.TransactionDepthQuery!, async, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception probe) when (Provider.ClassifyStatementFailure(probe, Native) is not StatementFailure.ConnectionLost)
+        {
+            depth = 0;
+        }
+
+        if (depth == Provider.ScopeTransactionDepth)
+            return;
+        if (depth == 0)
+        {
+            _fatal ??= new Fatal(FatalKind.Ended,
+                $"{Provider.DisplayName} ended the test's transaction — committed or rolled it back — when {origin} ran {Misuse.Shorten(sql)} and it failed " +
+                $"({exception.Message}), and did not tell the driver so: the server counts no open transaction. What the test wrote may have been committed, " +
+                "and nothing more can run in this test. Outside a test the application's own transaction would end alone: test the recovery from this error " +
+                "with a real-commit test, or end the test at the error.");
+            return;
+        }
+
+        var divergence = TransactionDepthChanged(depth, $"when {origin} ran {Misuse.Shorten(sql)}");
+        await RunNative(depth < Provider.ScopeTransactionDepth
+                ? string.Join("; ", Enumerable.Repeat(Provider.DeepenTransaction!, Provider.ScopeTransactionDepth - depth))
+                : string.Join("; ", Enumerable.Repeat("COMMIT TRANSACTION", depth - Provider.ScopeTransactionDepth)),
+            async, CancellationToken.None).ConfigureAwait(false);
+        Diverged(divergence.Message);
+        TraceLog.Add($"↑ the server counts {depth} open transactions where the scope keeps {Provider.ScopeTransactionDepth}: restored, and the test fails at its end");
+    }
+
+    TestScopeException TransactionDepthChanged(int depth, string when) => new(depth < Provider.ScopeTransactionDepth
+        ? $"A COMMIT ran {when} that the kit could not see before it ran (inside EXEC, sp_executesql, a stored procedure or a trigger): " +
+          $"{Provider.DisplayName} counted {depth} open transaction(s) where the test's scope keeps {Provider.ScopeTransactionDepth}. In production it would " +
+          "have committed the application's transaction, or what the test wrote outside one. The scope kept it from committing, but the test's result " +
+          "may not hold outside the test: commit through the connection's transaction (BeginTransaction, Commit), or test this in a real-commit test."
+        : $"A transaction began {when} that the kit could not see (BEGIN TRANSACTION inside EXEC, sp_executesql or a stored procedure) and was not " +
+          $"ended: {Provider.DisplayName} counted {depth} open transactions where the test's scope keeps {Provider.ScopeTransactionDepth}. In production " +
+          "it would have stayed open, holding its locks, until the connection closed. Begin transactions through the connection (BeginTransaction).");
+
+    /// <summary>Runs the kit's own query of one integer on the driver's connection.</summary>
+    async ValueTask<int> QueryNative(string sql, bool async, CancellationToken cancellationToken)
+    {
+        await using var command = Native.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = Outer;
+        var value = async ? await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteScalar();
+        return Convert.ToInt32(value, System.Globalization.CultureInfo.InvariantCulture);
     }
 
     TestScopeException Lost(string when, Exception exception)

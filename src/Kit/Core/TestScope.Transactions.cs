@@ -401,7 +401,21 @@ public sealed partial class TestScope
                 return null;
             }
 
-            if (Provider.EndOfScopeBatch is { } batch)
+            if (Provider.EndOfScopeBatch is { } counted && Provider.ScopeTransactionDepth > 0)
+            {
+                var depth = await QueryNative(counted, async, CancellationToken.None).ConfigureAwait(false);
+                TraceLog.Add($"end of test → {counted}");
+                if (depth == 0)
+                {
+                    return new TestScopeException(
+                        $"The transaction of {this} had already ended before the test did, and the driver was not told: {Provider.DisplayName} counted no open " +
+                        "transaction at the test's end. Something committed or rolled it back behind the kit's back; what the test wrote may be in the database.");
+                }
+
+                if (depth != Provider.ScopeTransactionDepth)
+                    return TransactionDepthChanged(depth, "by the end of the test");
+            }
+            else if (Provider.EndOfScopeBatch is { } batch)
             {
                 await RunNative(batch, async, CancellationToken.None).ConfigureAwait(false);
                 TraceLog.Add($"end of test → {batch}");

@@ -444,7 +444,7 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         ORDER BY 1
         """;
 
-    internal override string TableContentsSql(string table, int index) =>
+    internal override string TableContentsSql(string table, IReadOnlyList<TableColumn> columns, int index) =>
         $"SELECT {index}, count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {table} t";
 
     internal override async Task StorePreparedStateAsync(DbConnection connection, IReadOnlyDictionary<string, TableContents> contents, CancellationToken cancellationToken)

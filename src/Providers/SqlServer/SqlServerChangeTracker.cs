@@ -26,16 +26,17 @@ namespace Linq2DbTestKit.SqlServer;
 internal sealed class SqlServerChangeTracker(string enableTriggers, string disableTriggers) : ChangeTracker
 {
     const string Catalog = """
-        SELECT t.object_id, QUOTENAME(s.name) + N'.' + QUOTENAME(t.name),
-               STUFF((SELECT N', ' + QUOTENAME(c.name) FROM sys.columns c
-                      WHERE c.object_id = t.object_id AND c.is_computed = 0 AND c.system_type_id <> 189 AND c.generated_always_type = 0
-                      ORDER BY c.column_id FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), 1, 2, N''),
+        SELECT t.object_id, QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), NULL,
                CAST(i.seed_value AS bigint), CAST(i.increment_value AS bigint), CAST(i.last_value AS bigint), i.object_id,
                (SELECT SUM(p.rows) FROM sys.partitions p WHERE p.object_id = t.object_id AND p.index_id IN (0, 1))
         FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
         LEFT JOIN sys.identity_columns i ON i.object_id = t.object_id
         WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit';
         SELECT parent_object_id, referenced_object_id FROM sys.foreign_keys;
+        -- The columns a reset copies: not those the server writes itself (rowversion, computed, a temporal table's period).
+        SELECT c.object_id, QUOTENAME(c.name) FROM sys.columns c JOIN sys.tables t ON t.object_id = c.object_id
+        WHERE t.is_ms_shipped = 0 AND c.is_computed = 0 AND c.generated_always_type = 0 AND TYPE_NAME(c.system_type_id) NOT IN (N'timestamp', N'rowversion')
+        ORDER BY c.object_id, c.column_id;
         -- last_used_value (SQL Server 2017 and later) is NULL until a sequence's first use, where current_value already holds the start.
         IF COL_LENGTH('sys.sequences', 'last_used_value') IS NOT NULL
             EXEC (N'SELECT q.object_id, QUOTENAME(s.name) + N''.'' + QUOTENAME(q.name), CAST(q.last_used_value AS bigint), CAST(q.start_value AS bigint), CAST(q.increment AS bigint)
@@ -47,7 +48,7 @@ internal sealed class SqlServerChangeTracker(string enableTriggers, string disab
         """;
 
     const string Schema = """
-        EXEC (N'CREATE SCHEMA testkit');
+        IF SCHEMA_ID(N'testkit') IS NULL EXEC (N'CREATE SCHEMA testkit');
         CREATE TABLE testkit.changed_tables (object_id int NOT NULL);
         CREATE TABLE testkit.units (object_id int PRIMARY KEY, name nvarchar(600) NOT NULL, level int NOT NULL, columns nvarchar(max) NULL,
             has_identity bit NOT NULL, ident_seed bigint NULL, ident_increment bigint NULL, ident_last bigint NULL, snapshot nvarchar(300) NULL, rows bigint NOT NULL);
@@ -156,6 +157,16 @@ internal sealed class SqlServerChangeTracker(string enableTriggers, string disab
             await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 foreignKeys.Add((reader.GetInt32(0), reader.GetInt32(1)));
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            var columns = new Dictionary<int, List<string>>();
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (!columns.TryGetValue(reader.GetInt32(0), out var list))
+                    columns[reader.GetInt32(0)] = list = [];
+                list.Add(reader.GetString(1));
+            }
+
+            tables = tables.Select(t => t with { Columns = columns.TryGetValue(t.Id, out var list) ? string.Join(", ", list) : null }).ToList();
             await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 sequences.Add((reader.GetInt32(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4)));

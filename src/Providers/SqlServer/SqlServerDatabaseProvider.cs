@@ -89,6 +89,21 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
 
     internal override bool BulkCopyNeedsTransaction => true;
 
+    /// <remarks>
+    /// SQL Server's <c>COMMIT</c> inside an outer <c>BEGIN TRANSACTION</c> only counts <c>@@TRANCOUNT</c> down. A scope
+    /// opens the test's transaction twice: a <c>COMMIT</c> the kit cannot see before it runs (dynamic SQL, a stored
+    /// procedure, SQL text in a parameter) then commits nothing. The server reports it (error 266 at the end of the
+    /// <c>EXEC</c> or procedure); the kit then finds the count short, opens the transaction again, and fails the test as
+    /// a divergence from production. Application code reads <c>@@TRANCOUNT</c> as 2 outside its own transactions.
+    /// </remarks>
+    internal override int ScopeTransactionDepth => 2;
+
+    internal override string DeepenTransaction => "BEGIN TRANSACTION";
+
+    internal override string TransactionDepthQuery => "SELECT @@TRANCOUNT";
+
+    internal override string EndOfScopeBatch => "SELECT @@TRANCOUNT; IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION";
+
     internal override ParsedConnectionString Parse(string connectionString, string source)
     {
         SqlConnectionStringBuilder builder;
@@ -160,6 +175,9 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         }
     }
 
+    internal override async Task<string?> DescribeServerAsync(DbConnection openConnection, CancellationToken cancellationToken) =>
+        (await SqlServerFlavour.OfAsync(openConnection, cancellationToken).ConfigureAwait(false)).Description;
+
     internal override IDataProvider DetectLinqToDBProvider(DbConnection openConnection) =>
         SqlServerTools.GetDataProvider(SqlServerVersion.AutoDetect, SqlServerProvider.MicrosoftDataSqlClient, connection: openConnection);
 
@@ -202,45 +220,101 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     }
 
     /// <remarks>
+    /// <para>
     /// <c>CREATE DATABASE</c> cannot run in a transaction, so creation is made all-or-nothing by hand: when setting it up
     /// or marking it fails, the database is dropped at once, before anything else can use it. A database without the
     /// kit's mark would never be dropped by the kit.
+    /// </para>
+    /// <para>
+    /// The mark is a row of <c>testkit.run_mark</c> in the new database, written on the admin connection switched to it:
+    /// what works on every flavour (Babelfish reads no database's extended properties back, and creates nothing through
+    /// three-part names).
+    /// </para>
     /// </remarks>
     internal override async Task CreateDatabaseAsync(DbConnection admin, string database, string marker, CancellationToken cancellationToken)
     {
+        var flavour = await SqlServerFlavour.OfAsync(admin, cancellationToken).ConfigureAwait(false);
         var name = Quote(database);
         await admin.RunAsync($"CREATE DATABASE {name}", cancellationToken).ConfigureAwait(false);
         try
         {
-            await admin.RunAsync($"ALTER DATABASE {name} SET READ_COMMITTED_SNAPSHOT ON", cancellationToken).ConfigureAwait(false);
-            await using var mark = new SqlCommand($"EXEC {name}.sys.sp_addextendedproperty @name = N'{MarkerProperty}', @value = @marker", (SqlConnection)admin);
-            mark.Parameters.AddWithValue("marker", marker);
-            await mark.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            // Babelfish's readers never wait for writers (PostgreSQL's MVCC): what READ_COMMITTED_SNAPSHOT gives SQL Server.
+            if (flavour.ReadsCommittedSnapshotAlways is false)
+                await admin.RunAsync($"ALTER DATABASE {name} SET READ_COMMITTED_SNAPSHOT ON", cancellationToken).ConfigureAwait(false);
+            await InDatabaseAsync(admin, database, async () =>
+            {
+                await using var mark = new SqlCommand(
+                    $"EXEC (N'CREATE SCHEMA {KitSchema}'); CREATE TABLE {KitSchema}.{MarkTable} (mark nvarchar(200) NOT NULL); INSERT INTO {KitSchema}.{MarkTable} VALUES (@marker);",
+                    (SqlConnection)admin);
+                mark.Parameters.AddWithValue("marker", marker);
+                await mark.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }).ConfigureAwait(false);
         }
         catch
         {
-            await admin.RunAsync($"DROP DATABASE {name}", CancellationToken.None).ConfigureAwait(false);
+            await DropDatabaseAsync(admin, database, CancellationToken.None).ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>Runs <paramref name="action"/> with <paramref name="admin"/> switched to <paramref name="database"/>, and switches it back.</summary>
+    static async Task InDatabaseAsync(DbConnection admin, string database, Func<Task> action)
+    {
+        var home = admin.Database;
+        await admin.ChangeDatabaseAsync(database).ConfigureAwait(false);
+        try
+        {
+            await action().ConfigureAwait(false);
+        }
+        finally
+        {
+            await admin.ChangeDatabaseAsync(home).ConfigureAwait(false);
         }
     }
 
     internal override async Task<string?> ReadMarkerAsync(DbConnection admin, string database, CancellationToken cancellationToken)
     {
+        var table = $"{Quote(database)}.{KitSchema}.{MarkTable}";
         await using var command = new SqlCommand(
-            $"SELECT CAST(value AS nvarchar(4000)) FROM {Quote(database)}.sys.extended_properties WHERE class = 0 AND name = N'{MarkerProperty}'", (SqlConnection)admin);
+            $"IF OBJECT_ID(N'{table.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL SELECT TOP (1) mark FROM {table}", (SqlConnection)admin);
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
     }
 
     /// <remarks>
-    /// <c>SINGLE_USER WITH ROLLBACK IMMEDIATE</c> closes every other session on the database, whatever it was doing. A
-    /// connection that opens between it and the <c>DROP</c> takes the single slot, and the drop fails with error 3702:
-    /// the kit tries again, which closes that session too, and leaves the database to everyone again if it gives up.
+    /// <para>
+    /// SQL Server: <c>SINGLE_USER WITH ROLLBACK IMMEDIATE</c> closes every other session on the database, whatever it was
+    /// doing. A connection that opens between it and the <c>DROP</c> takes the single slot, and the drop fails with error
+    /// 3702 or 5064: the kit tries again, which closes that session too, and leaves the database to everyone again if it
+    /// gives up.
+    /// </para>
+    /// <para>
+    /// Babelfish has no <c>ALTER DATABASE</c>: the kit ends the database's other sessions with <c>KILL</c>, then drops it,
+    /// and tries again when a session came back in between.
+    /// </para>
     /// </remarks>
     internal override async Task DropDatabaseAsync(DbConnection admin, string database, CancellationToken cancellationToken)
     {
+        var flavour = await SqlServerFlavour.OfAsync(admin, cancellationToken).ConfigureAwait(false);
         var name = Quote(database);
-        var drop = $"IF DB_ID(N'{database.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL BEGIN " +
-                   $"ALTER DATABASE {name} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {name}; END";
+        var literal = database.Replace("'", "''", StringComparison.Ordinal);
+        var drop = flavour.HasAlterDatabase
+            ? $"IF DB_ID(N'{literal}') IS NOT NULL BEGIN ALTER DATABASE {name} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {name}; END"
+            : $"""
+               IF DB_ID(N'{literal}') IS NOT NULL
+               BEGIN
+                   DECLARE @session int, @kill nvarchar(40);
+                   DECLARE sessions CURSOR LOCAL FAST_FORWARD FOR
+                       SELECT session_id FROM sys.dm_exec_sessions WHERE database_id = DB_ID(N'{literal}') AND session_id IS NOT NULL AND session_id <> @@SPID;
+                   OPEN sessions; FETCH NEXT FROM sessions INTO @session;
+                   WHILE @@FETCH_STATUS = 0
+                   BEGIN
+                       SET @kill = N'KILL ' + CAST(@session AS nvarchar(20)); EXEC (@kill);
+                       FETCH NEXT FROM sessions INTO @session;
+                   END;
+                   CLOSE sessions; DEALLOCATE sessions;
+                   DROP DATABASE {name};
+               END
+               """;
         for (var attempt = 1; ; attempt++)
         {
             try
@@ -248,13 +322,14 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
                 await admin.RunAsync(drop, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            catch (SqlException exception) when (exception.Number == DatabaseInUse && attempt < DropAttempts)
+            catch (SqlException exception) when (IsDatabaseInUse(exception) && attempt < DropAttempts)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken).ConfigureAwait(false);
             }
-            catch (SqlException exception) when (exception.Number == DatabaseInUse)
+            catch (SqlException exception) when (IsDatabaseInUse(exception))
             {
-                await admin.RunAsync($"IF DB_ID(N'{database.Replace("'", "''", StringComparison.Ordinal)}') IS NOT NULL ALTER DATABASE {name} SET MULTI_USER", CancellationToken.None).ConfigureAwait(false);
+                if (flavour.HasAlterDatabase)
+                    await admin.RunAsync($"IF DB_ID(N'{literal}') IS NOT NULL ALTER DATABASE {name} SET MULTI_USER", CancellationToken.None).ConfigureAwait(false);
                 throw new TestKitConfigurationException(
                     $"Could not drop database '{database}' after {DropAttempts} attempts: another session kept taking it ({exception.Message}). " +
                     "It is left to every user again; drop it by hand once whatever connects to it has stopped.", exception);
@@ -262,8 +337,12 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         }
     }
 
-    /// <summary>SQL Server's error for a database that is in use.</summary>
-    const int DatabaseInUse = 3702;
+    /// <summary>
+    /// Whether the drop failed because a session uses the database: SQL Server's 3702 (in use) or 5064 (single-user,
+    /// and a session took the slot), or Babelfish's refusal, whose number is its generic one.
+    /// </summary>
+    static bool IsDatabaseInUse(SqlException exception) =>
+        exception.Number is 3702 or 5064 || exception.Message.Contains("is currently in use", StringComparison.Ordinal);
 
     const int DropAttempts = 5;
 
@@ -342,16 +421,56 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     }
 
     /// <remarks>
-    /// The digest is <c>CHECKSUM_AGG(BINARY_CHECKSUM(*))</c>: it does not depend on the order of rows, and ignores columns
-    /// of types it cannot compare (<c>text</c>, <c>ntext</c>, <c>image</c>, <c>xml</c>), whose changes only the row count
-    /// can show. The kit's own schema is left out.
+    /// <para>
+    /// Each row's digest is a SHA-256 of its values in full, as text (long <c>nvarchar(max)</c>, <c>xml</c>), each with its
+    /// length, so that no value can run into the next; binary values (and spatial ones) count by a 96-bit part of their own
+    /// SHA-256. The table's digest adds up five 24-bit parts of the rows' digests (positive on every flavour, and no sum
+    /// overflows), which does not depend on the order of the rows; unlike an XOR, two rows that change alike do not cancel.
+    /// </para>
+    /// <para>
+    /// Left out are the columns the server writes itself, which a correct reset cannot restore: <c>rowversion</c>,
+    /// computed columns and the period columns of temporal tables. The kit's own schema is left out too. What is read
+    /// works on SQL Server 2016 and later and on Babelfish, where <c>+</c> adds binary values as numbers and binary values
+    /// turn into no text: no binary value is ever joined to another or turned into text.
+    /// </para>
     /// </remarks>
     internal override string ListTablesSql =>
-        "SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(t.name) FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id " +
-        "WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit' ORDER BY 1";
+        "SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), QUOTENAME(c.name), TYPE_NAME(c.system_type_id) " +
+        "FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id " +
+        "LEFT JOIN sys.columns c ON c.object_id = t.object_id AND c.is_computed = 0 AND c.generated_always_type = 0 " +
+        "AND TYPE_NAME(c.system_type_id) NOT IN (N'timestamp', N'rowversion') " +
+        "WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit' ORDER BY 1, c.column_id";
 
-    internal override string TableContentsSql(string table, int index) =>
-        $"SELECT {index}, COUNT_BIG(*), CAST(COALESCE(CHECKSUM_AGG(BINARY_CHECKSUM(*)), 0) AS nvarchar(20)) FROM {table}";
+    internal override string TableContentsSql(string table, IReadOnlyList<TableColumn> columns, int index)
+    {
+        if (columns.Count == 0)
+            return $"SELECT {index}, COUNT_BIG(*), N'0' FROM {table}";
+
+        var row = string.Join(" + ", columns.Select(column =>
+        {
+            var text = TextForDigest(column);
+            return $"COALESCE(CAST(DATALENGTH({text}) AS nvarchar(20)) + N':' + {text}, N'~')";
+        }));
+        return $"SELECT {index}, COUNT_BIG(*), CAST(CONCAT({Parts("h", 5, ", N'.', ", sum: true)}) AS nvarchar(100)) " +
+               $"FROM (SELECT HASHBYTES('SHA2_256', {row}) AS h FROM {table}) AS table_rows";
+    }
+
+    /// <summary><paramref name="count"/> 24-bit parts of the binary value <paramref name="hash"/>, as integers (summed over the rows when <paramref name="sum"/>).</summary>
+    static string Parts(string hash, int count, string separator, bool sum) =>
+        string.Join(separator, Enumerable.Range(0, count).Select(part =>
+            sum ? $"COALESCE(SUM(CAST(CAST(SUBSTRING({hash}, {part * 3 + 1}, 3) AS int) AS bigint)), 0)" : $"CAST(SUBSTRING({hash}, {part * 3 + 1}, 3) AS int)"));
+
+    /// <summary>A column's value as text with nothing lost; <see langword="null"/> stays null.</summary>
+    static string TextForDigest(TableColumn column) => column.Type switch
+    {
+        "binary" or "varbinary" or "image" or "geography" or "geometry" or "hierarchyid" or "sql_variant" =>
+            $"CASE WHEN {column.Name} IS NULL THEN NULL ELSE CONCAT({Parts($"HASHBYTES('SHA2_256', CAST({column.Name} AS varbinary(max)))", 4, ", N',', ", sum: false)}) END",
+        "float" or "real" => $"CONVERT(nvarchar(max), {column.Name}, 3)",
+        "money" or "smallmoney" => $"CONVERT(nvarchar(max), CAST({column.Name} AS decimal(19, 4)))",
+        "datetime" or "datetime2" or "smalldatetime" or "datetimeoffset" or "time" or "date" => $"CONVERT(nvarchar(max), {column.Name}, 126)",
+        "xml" or "text" or "ntext" => $"CAST({column.Name} AS nvarchar(max))",
+        _ => $"CONVERT(nvarchar(max), {column.Name})",
+    };
 
     internal override string TemplatesUnsupported =>
         "SQL Server has no fast writable copy of a database (CREATE DATABASE … AS COPY OF exists only on Azure SQL Database, and BACKUP with RESTORE " +
@@ -374,7 +493,7 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
             {
                 case 18456:
                     return ConnectFailure.AuthenticationFailed;
-                case 4060:
+                case 4060 or 911:
                     return ConnectFailure.DatabaseMissing;
                 case -2:
                     return ConnectFailure.Timeout;
@@ -408,7 +527,10 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         return StatementFailure.StatementOnly;
     }
 
-    const string MarkerProperty = "linq2db-testkit";
+    /// <summary>The kit's own schema in the run's database: its mark, change tracking, the prepared state.</summary>
+    internal const string KitSchema = "testkit";
+
+    const string MarkTable = "run_mark";
 
 
     static string Quote(string identifier) => $"[{identifier.Replace("]", "]]", StringComparison.Ordinal)}]";

@@ -68,7 +68,9 @@ public sealed class CreateColours : Migration
             .WithColumn("colour_id").AsInt32().NotNullable().ForeignKey("fk_shades_colours", "colours", "id")
             .WithColumn("name").AsString(100).NotNullable();
 
-        Create.Sequence("ticket_numbers").StartWith(100).IncrementBy(1);
+        // Written out rather than Create.Sequence: FluentMigrator's SQL Server text (INCREMENT BY before START WITH, NO CACHE)
+        // is refused by Babelfish, on which this repository's SQL Server leg runs.
+        Execute.Sql("CREATE SEQUENCE ticket_numbers START WITH 100 INCREMENT BY 1");
 
         Insert.IntoTable("colours").Row(new { name = "red" }).Row(new { name = "green" }).Row(new { name = "blue" });
         Execute.Sql("INSERT INTO shades (colour_id, name) SELECT id, CONCAT('dark ', name) FROM colours WHERE name IN ('red', 'green')");

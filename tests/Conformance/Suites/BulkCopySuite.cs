@@ -8,6 +8,9 @@ namespace Linq2DbTestKit.Conformance.Suites;
 /// <summary>linq2db's provider-specific bulk copy (binary COPY, SqlBulkCopy) runs on the scope's connection, in the test's transaction.</summary>
 public abstract class BulkCopySuite(Mode mode) : ConformanceTest
 {
+    [SetUp]
+    public void SqlBulkCopyRunsWhereItCan() => BabelfishDifference.BulkCopyColumnList.SkipHere();
+
     Item[] Items(int count) => Enumerable.Range(1, count).Select(i => new Item { Name = Name($"bulk-{i:D4}"), Quantity = i }).ToArray();
 
     async Task<BulkCopyRowsCopied> CopyAsync(ShopDb db, Item[] items) =>

@@ -67,7 +67,9 @@ public abstract class ModelBasedSuite
     {
         var ran = 0;
         var steps = 0;
-        await ProgramGen.SampleAsync(
+        // Babelfish cannot run SqlClient's bulk copy (BabelfishDifference.BulkCopyColumnList): its programs do without.
+        var withoutBulkCopy = BabelfishDifference.OnBabelfish;
+        await (withoutBulkCopy ? ProgramGen.Select(program => program.Where(step => step is not BulkCopy).ToArray()) : ProgramGen).SampleAsync(
             async program =>
             {
                 await RunAsync(program);
@@ -78,7 +80,8 @@ public abstract class ModelBasedSuite
             threads: 2,
             print: program => string.Join("; ", program.Select(step => step.ToString())));
 
-        var summary = $"model-based: {ran} programs, {steps} steps, every step as the model said, no row left after any program";
+        var summary = $"model-based: {ran} programs, {steps} steps, every step as the model said, no row left after any program" +
+                      (withoutBulkCopy ? $" (without bulk copies: {BabelfishDifference.BulkCopyColumnList.SkipReason})" : string.Empty);
         await TestContext.Out.WriteLineAsync(summary);
         await TestContext.Progress.WriteLineAsync($"linq2db-testkit: {summary} ({TestRun.Database.Provider.DisplayName})");
         Assert.That(ran, Is.GreaterThanOrEqualTo(Programs));

@@ -21,7 +21,7 @@ public abstract class TraceSuite : ConformanceTest
         await using (var connection = Scope.OpenConnection())
         await using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT no_such_column FROM items";
+            command.CommandText = "SELECT COUNT(*) / 0 FROM items";
             Assert.That(() => command.ExecuteScalar(), Throws.Exception);
         }
 

@@ -1,0 +1,62 @@
+using Linq2DbTestKit.NUnit;
+using NUnit.Framework;
+
+namespace Linq2DbTestKit.Conformance;
+
+/// <summary>
+/// A way in which Babelfish for PostgreSQL, on which this repository's SQL Server leg runs where no SQL Server can,
+/// behaves differently from SQL Server. A test that fails on Babelfish only because of one calls <see cref="SkipHere"/>:
+/// it reports skipped there, naming the difference, and runs everywhere else. Each difference has a test of its own in
+/// <c>tests/SqlServer/BabelfishDifferences.cs</c> that pins what Babelfish does today, so that the day it changes, that
+/// test says so.
+/// </summary>
+public sealed class BabelfishDifference
+{
+    BabelfishDifference(string name, string description)
+    {
+        Name = name;
+        Description = description;
+    }
+
+    public string Name { get; }
+
+    public string Description { get; }
+
+    /// <summary>SqlClient's bulk copy asks for the table's columns with an aggregate Babelfish answers with one row only.</summary>
+    public static readonly BabelfishDifference BulkCopyColumnList = new(
+        "bulk copy's column list",
+        "SqlBulkCopy builds its column list with SELECT @c = COALESCE(@c + ', ', '') + QUOTENAME(name) …, of which Babelfish keeps the last row only: " +
+        "name mappings fail with 'The given ColumnName … does not match up with any column in data source'");
+
+    /// <summary>WAITFOR does not exist on Babelfish.</summary>
+    public static readonly BabelfishDifference NoWaitFor = new("no WAITFOR", "'WAITFOR' is not currently supported in Babelfish");
+
+    /// <summary>Errors that SQL Server raises for the statement alone end the whole transaction on Babelfish.</summary>
+    public static readonly BabelfishDifference ErrorsEndTheTransaction = new(
+        "errors that end the transaction",
+        "a conversion error, or a name of a table, column or procedure that does not exist, ends the whole transaction on Babelfish " +
+        "(PostgreSQL's abort), where SQL Server fails the statement or the batch alone");
+
+    /// <summary>SqlClient's cancel of a timed-out command is not answered as SQL Server answers it.</summary>
+    public static readonly BabelfishDifference TimeoutClosesConnection = new(
+        "a command timeout closes the connection",
+        "when a command times out, SqlClient sends an attention; Babelfish does not acknowledge it as SQL Server does, and SqlClient throws " +
+        "InvalidOperationException 'The connection is closed' instead of a SqlException with number -2");
+
+    /// <summary>Whether the run's server is Babelfish.</summary>
+    public static bool OnBabelfish =>
+        TestRun.Database is { Provider.Name: "sqlserver", ServerDescription: { } server } && server.StartsWith("Babelfish", StringComparison.Ordinal);
+
+    /// <summary>Ends the calling test as skipped when the run's server is Babelfish, naming this difference.</summary>
+    public void SkipHere()
+    {
+        if (OnBabelfish)
+            Assert.Ignore(SkipReason);
+    }
+
+    /// <summary>The reason a test that meets this difference gives on Babelfish.</summary>
+    public string SkipReason => $"Babelfish differs from SQL Server ({Name}): {Description}. This test runs on SQL Server.";
+
+    /// <inheritdoc />
+    public override string ToString() => Name;
+}
