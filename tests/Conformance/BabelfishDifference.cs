@@ -37,11 +37,10 @@ public sealed class BabelfishDifference
         "a conversion error, or a name of a table, column or procedure that does not exist, ends the whole transaction on Babelfish " +
         "(PostgreSQL's abort), where SQL Server fails the statement or the batch alone");
 
-    /// <summary>SqlClient's cancel of a timed-out command is not answered as SQL Server answers it.</summary>
-    public static readonly BabelfishDifference TimeoutClosesConnection = new(
-        "a command timeout closes the connection",
-        "when a command times out, SqlClient sends an attention; Babelfish does not acknowledge it as SQL Server does, and SqlClient throws " +
-        "InvalidOperationException 'The connection is closed' instead of a SqlException with number -2");
+    /// <summary>Babelfish chooses a deadlock's victim as PostgreSQL does, whatever the sessions' priority.</summary>
+    public static readonly BabelfishDifference DeadlockPriorityIgnored = new(
+        "no deadlock priority",
+        "SET DEADLOCK_PRIORITY LOW is accepted and ignored: the victim is the session whose deadlock check runs first, as on PostgreSQL");
 
     /// <summary>Whether the run's server is Babelfish.</summary>
     public static bool OnBabelfish =>

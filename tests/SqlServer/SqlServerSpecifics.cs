@@ -29,14 +29,14 @@ public sealed class SqlServerSpecifics : ConformanceTest
             using (var nested = inner.BeginTransaction())
             {
                 inner.Insert(new Item { Name = Name("rolled-back") });
-                Assert.That(TranCount(), Is.EqualTo(1), "savepoints open no transaction of their own");
+                Assert.That(TranCount(), Is.EqualTo(2), "savepoints open no transaction of their own: the count is the scope's two");
                 nested.Rollback();
             }
 
             transaction.Commit();
         }
 
-        Assert.That(TranCount(), Is.EqualTo(1), "the test's transaction is still the only one");
+        Assert.That(TranCount(), Is.EqualTo(2), "the test's transaction, opened twice, is still the only one");
         Assert.That(Scope.Trace, Does.Match(@"SAVE TRANSACTION (testkit_\d+)[\s\S]*SAVE TRANSACTION (testkit_\d+)[\s\S]*ROLLBACK TRANSACTION \2[\s\S]*commit → nothing to send"));
         Assert.That(Scope.Trace, Does.Not.Contain("RELEASE"));
     }
@@ -145,6 +145,7 @@ public sealed class SqlServerSpecifics : ConformanceTest
     [Test]
     public async Task A_deadlock_victims_scope_says_the_server_ended_its_transaction()
     {
+        BabelfishDifference.DeadlockPriorityIgnored.SkipHere();
         // Two committed rows that the scope and another session lock in opposite orders; the scope is the victim.
         await Outside.ExecuteAsync($"INSERT INTO items (name, quantity) VALUES (N'{Name("x")}', 0), (N'{Name("y")}', 0)");
         try
@@ -205,9 +206,41 @@ public sealed class SqlServerSpecifics : ConformanceTest
     public void Commit_sent_as_dynamic_SQL_is_refused_before_it_reaches_the_server()
     {
         using var db = NewShop();
-        foreach (var sql in new[] { "EXEC('COMMIT')", "EXEC sp_executesql N'COMMIT'", "EXECUTE ('IF @@TRANCOUNT > 0 COMMIT')" })
+        foreach (var sql in new[] { "EXEC('COMMIT')", "EXEC sp_executesql N'COMMIT'", "EXECUTE ('IF @@TRANCOUNT > 0 COMMIT')", "EXEC('COM' + 'MIT')", "EXEC [sp_executesql] N'COMMIT'" })
             Assert.That(() => db.Execute(sql), Throws.InvalidOperationException.With.Message.Contains("would end the test's transaction").And.Message.Contains("committing or rolling it back"), sql);
-        Assert.That(TranCount(), Is.EqualTo(1));
+        Assert.That(TranCount(), Is.EqualTo(2));
+    }
+
+    [TestCase("DECLARE @sql nvarchar(20) = N'COMMIT'; EXEC sp_executesql @sql")]
+    [TestCase("DECLARE @sql nvarchar(20) = N'COMMIT'; EXEC(@sql)")]
+    [TestCase("EXEC testkit_committer")]
+    public async Task A_commit_the_kit_cannot_read_commits_nothing_and_fails_the_test(string sql)
+    {
+        using var db = NewShop();
+        db.Execute("CREATE PROCEDURE testkit_committer AS BEGIN COMMIT END");
+        db.Insert(new Item { Name = Name("before") });
+
+        // SQL Server counts the COMMIT down from the scope's two transactions to one, and says so (error 266).
+        Assert.That(() => db.Execute(sql), Throws.InstanceOf<SqlException>().With.Property(nameof(SqlException.Number)).EqualTo(266), sql);
+        Assert.That(TranCount(), Is.EqualTo(2), "the kit opened the test's transaction again");
+        db.Insert(new Item { Name = Name("after") });
+        Assert.That(await Outside.CountItemsAsync(Tag), Is.Zero, "nothing was committed");
+
+        var end = await Assert.ThrowsAsync<TestScopeException>(async () => await Scope.DisposeAsync());
+        Assert.That(end!.Message, Does.Contain("A COMMIT ran").And.Contain("In production it would have committed"));
+        Assert.That(await Outside.CountItemsAsync(Tag), Is.Zero, "nothing is left after the scope ended");
+    }
+
+    [Test]
+    public async Task A_transaction_begun_where_the_kit_cannot_read_it_fails_the_test()
+    {
+        using var db = NewShop();
+        Assert.That(() => db.Execute("DECLARE @sql nvarchar(40) = N'BEGIN TRANSACTION'; EXEC sp_executesql @sql"), Throws.InstanceOf<SqlException>().With.Property(nameof(SqlException.Number)).EqualTo(266));
+        Assert.That(TranCount(), Is.EqualTo(2));
+
+        var end = await Assert.ThrowsAsync<TestScopeException>(async () => await Scope.DisposeAsync());
+        Assert.That(end!.Message, Does.Contain("A transaction began").And.Contain("counted 3 open transactions"));
+        Assert.That(await Outside.CountItemsAsync(Tag), Is.Zero);
     }
 
     [Test]
@@ -230,7 +263,7 @@ public sealed class SqlServerSpecifics : ConformanceTest
         using (var command = admin.CreateCommand())
         {
             command.CommandText = $"CREATE LOGIN [{login}] WITH PASSWORD = N'{password}'; " +
-                                  $"USE [{database.Name}]; CREATE USER [{login}] FOR LOGIN [{login}]; ALTER ROLE db_datareader ADD MEMBER [{login}]; ALTER ROLE db_datawriter ADD MEMBER [{login}];";
+                                  $"USE [{database.Name}]; CREATE USER [{login}] FOR LOGIN [{login}]; GRANT SELECT, INSERT, UPDATE, DELETE ON SCHEMA::dbo TO [{login}];";
             command.ExecuteNonQuery();
         }
 
@@ -262,7 +295,7 @@ public sealed class SqlServerSpecifics : ConformanceTest
             SqlConnection.ClearAllPools();
             using var admin = Outside.OpenServer();
             using var command = admin.CreateCommand();
-            command.CommandText = $"USE [{database.Name}]; DROP USER IF EXISTS [{login}]; USE master; DROP LOGIN [{login}];";
+            command.CommandText = $"USE [{database.Name}]; REVOKE SELECT, INSERT, UPDATE, DELETE ON SCHEMA::dbo FROM [{login}]; DROP USER IF EXISTS [{login}]; USE master; DROP LOGIN [{login}];";
             command.ExecuteNonQuery();
         }
     }

@@ -39,11 +39,33 @@ public sealed class TSqlLexingTests
     [TestCase("EXECUTE ('ROLLBACK')")]
     [TestCase("EXEC sp_executesql N'COMMIT'")]
     [TestCase("EXEC sys.sp_executesql @stmt = N'IF @@TRANCOUNT > 0 COMMIT'")]
-    [TestCase("DECLARE @s nvarchar(100) = N'COMMIT'; EXEC(@s)")]
     [TestCase("EXEC('BEGIN TRAN')")]
     [TestCase("EXEC('SAVE TRAN x')")]
+    [TestCase("EXEC('COM' + 'MIT')")]
+    [TestCase("EXEC ( N'SELECT 1; ' + N'COMMIT' )")]
+    [TestCase("EXEC [sp_executesql] N'COMMIT'")]
+    [TestCase("EXEC [sys].[sp_executesql] N'ROLLBACK'")]
+    [TestCase("EXEC sp_executesql N'EXEC(''COMMIT'')'")]
     public void Dynamic_SQL_is_read_as_SQL(string sql) =>
         Assert.That(Classify(sql).EndsTransaction, Is.True, sql);
+
+    [TestCase("EXEC sp_executesql N'INSERT INTO t (note) VALUES (@note)', N'@note nvarchar(20)', @note = N'COMMIT'")]
+    [TestCase("EXEC sp_executesql N'UPDATE t SET a = @a', N'@a nvarchar(20)', N'ROLLBACK'")]
+    [TestCase("EXEC('INSERT INTO t VALUES (1)'); SELECT 'COMMIT'")]
+    public void Data_in_a_batch_with_dynamic_SQL_is_not_a_statement(string sql) =>
+        Assert.That(Classify(sql).EndsTransaction, Is.False, sql);
+
+    [TestCase("DECLARE @s nvarchar(100) = N'COMMIT'; EXEC(@s)")]
+    [TestCase("DECLARE @s nvarchar(100) = N'COMMIT'; EXEC sp_executesql @s")]
+    public void Text_in_a_variable_is_left_to_the_server_where_the_scope_counts_a_commit_down(string sql) =>
+        Assert.That(Classify(sql).EndsTransaction, Is.False, sql);
+
+    [TestCase("CREATE PROCEDURE p AS BEGIN COMMIT END")]
+    [TestCase("create or alter proc p as begin tran; update t set a = 1; commit")]
+    [TestCase("ALTER TRIGGER tr ON t AFTER INSERT AS ROLLBACK")]
+    [TestCase("CREATE FUNCTION f() RETURNS int AS BEGIN RETURN 1 END")]
+    public void Defining_a_procedure_function_or_trigger_runs_none_of_its_body(string sql) =>
+        Assert.That(Classify(sql).EndsTransaction, Is.False, sql);
 
     [TestCase("SAVE TRAN s1", "Save", "s1")]
     [TestCase("SAVE TRANSACTION [s 1]", "Save", "s 1")]

@@ -171,7 +171,11 @@ public abstract class DatabaseProvider
     /// The user tables of the database behind <paramref name="connection"/>, each with its row count and a digest of its
     /// contents, read in one statement at read-committed: a test's uncommitted rows are not seen.
     /// </summary>
-    internal async Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, CancellationToken cancellationToken)
+    internal async Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(
+        DbConnection connection, CancellationToken cancellationToken) => await ReadTableContentsAsync(connection, only: null, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>What <see cref="ReadTableContentsAsync(DbConnection, CancellationToken)"/> reads, of the tables in <paramref name="only"/> (when given) alone.</summary>
+    internal async Task<IReadOnlyDictionary<string, TableContents>> ReadTableContentsAsync(DbConnection connection, ISet<string>? only, CancellationToken cancellationToken)
     {
         var tables = new List<(string Name, List<TableColumn> Columns)>();
         await using (var list = connection.CreateCommand())
@@ -181,6 +185,8 @@ public abstract class DatabaseProvider
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 var name = reader.GetString(0);
+                if (only is not null && !only.Contains(name))
+                    continue;
                 if (tables.Count == 0 || tables[^1].Name != name)
                     tables.Add((name, []));
                 if (reader.FieldCount > 1 && !reader.IsDBNull(1))

@@ -486,7 +486,10 @@ public sealed class TestDatabase : IAsyncDisposable
         {
             await using var connection = await OpenKitConnectionAsync(cancellationToken).ConfigureAwait(false);
             _changeTracker ??= await Provider.InstallChangeTrackingAsync(connection, cancellationToken).ConfigureAwait(false);
-            await _changeTracker.BeginAsync(connection, cancellationToken).ConfigureAwait(false);
+            // What changed since the last reset was committed by no session: a leak, reported now, before a reset could erase it.
+            var leaked = await _changeTracker.BeginAsync(connection, cancellationToken).ConfigureAwait(false);
+            if (leaked.Count > 0 && _leakCheck is not null)
+                await _leakCheck.NoteChangedBeforeSessionAsync(leaked, cancellationToken).ConfigureAwait(false);
             return new RealCommitSession(this, _changeTracker);
         }
         catch

@@ -90,6 +90,9 @@ public sealed partial class TestScope
             throw Misuse.SavepointAmongOtherStatements(sql, connection.Origin);
         if (connection.Transaction is not { } transaction)
             throw Misuse.SavepointOutsideTransaction(sql, connection.Origin, Provider.DisplayName);
+        if (savepoint.Name.StartsWith("testkit_", StringComparison.OrdinalIgnoreCase))
+            throw Misuse.KitSavepointNamed(sql, connection.Origin, savepoint.Name);
+        Provider.CheckSavepointName(savepoint.Name);
 
         await CloseStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
         var result = await RunInTestTransaction(command, connection, behavior, async, run, cancellationToken).ConfigureAwait(false);

@@ -163,6 +163,8 @@ public sealed partial class TestScope
     {
         MarkOwnStatement();
         ArgumentException.ThrowIfNullOrWhiteSpace(savepointName);
+        if (savepointName.StartsWith("testkit_", StringComparison.OrdinalIgnoreCase))
+            throw Misuse.KitSavepointNamed($"{action} {savepointName}", transaction.Owner.Origin, savepointName);
         Provider.CheckSavepointName(savepointName);
         if (action == SavepointAction.Release && !Provider.CanReleaseSavepoints)
             return;

@@ -7,266 +7,360 @@ using Microsoft.Data.SqlClient;
 namespace Linq2DbTestKit.SqlServer;
 
 /// <summary>
-/// Change tracking for real-commit sessions on SQL Server: an AFTER INSERT, UPDATE, DELETE trigger per table notes the
-/// table in <c>testkit.changed_tables</c>, and each table that holds rows once prepared is copied into the
-/// <c>testkit</c> schema. <c>testkit.reset</c> restores, in one transaction, the noted tables, the tables whose rows
-/// refer to them, their identity values and the sequences.
+/// Real-commit sessions on SQL Server, by comparison with a copy: each table that holds rows once prepared is copied
+/// into the <c>testkit</c> schema, keyed like the table. After a session the kit compares every table with its copy,
+/// row by row and key by key, and puts back what differs: it deletes the rows the copy lacks, updates the rows that
+/// changed, and inserts the rows that went missing, with the application's triggers disabled while it does.
 /// </summary>
 /// <remarks>
 /// <para>
-/// The triggers are enabled only while a session runs: SQL Server refuses <c>OUTPUT</c> without <c>INTO</c> on a table
-/// with an enabled trigger, which linq2db and applications use. Enabling and disabling them costs a metadata change per
-/// table at each session's start and end, so on SQL Server a session's fixed cost grows with the number of tables.
+/// Why no triggers: SQL Server refuses <c>OUTPUT</c> without <c>INTO</c> on a table with an enabled trigger (error 334),
+/// which linq2db and applications use; a bulk load fires no trigger unless told to; and enabling triggers for a session
+/// waits on every lock of every table. A comparison sees everything that was committed, however it got there.
 /// </para>
 /// <para>
-/// <c>TRUNCATE TABLE</c> fires no trigger: a table that held rows once prepared and holds another number now is restored
-/// too (its row count, from <c>sys.partitions</c>); a table truncated and refilled to the same count is not noticed.
+/// What it costs: each session reads every table twice (when it begins, to report what persisted before it, and when it
+/// ends), so a session's cost grows with what the tables hold. Updating rather than deleting a row that changed keeps
+/// the rows that refer to it (no cascade runs), and the order of the steps (delete children first, then update and
+/// insert parents first) satisfies the foreign keys of any schema whose rows the session did not re-point to rows it
+/// added. Identity values and sequences go back to where they stood when the session began.
+/// </para>
+/// <para>
+/// Not restored: the history tables of temporal tables (the server writes them; the leak check leaves them out too), and
+/// memory-optimized tables (SQL Server's cross-container transactions), which the leak check still compares.
 /// </para>
 /// </remarks>
-internal sealed class SqlServerChangeTracker(string enableTriggers, string disableTriggers) : ChangeTracker
+internal sealed class SqlServerChangeTracker : ChangeTracker
 {
     const string Catalog = """
-        SELECT t.object_id, QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), NULL,
-               CAST(i.seed_value AS bigint), CAST(i.increment_value AS bigint), CAST(i.last_value AS bigint), i.object_id,
-               (SELECT SUM(p.rows) FROM sys.partitions p WHERE p.object_id = t.object_id AND p.index_id IN (0, 1))
+        SELECT t.object_id, QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), t.is_memory_optimized
         FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
-        LEFT JOIN sys.identity_columns i ON i.object_id = t.object_id
-        WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit';
-        SELECT parent_object_id, referenced_object_id FROM sys.foreign_keys;
-        -- The columns a reset copies: not those the server writes itself (rowversion, computed, a temporal table's period).
-        SELECT c.object_id, QUOTENAME(c.name) FROM sys.columns c JOIN sys.tables t ON t.object_id = c.object_id
+        WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit' AND t.temporal_type <> 1;
+        SELECT c.object_id, QUOTENAME(c.name), TYPE_NAME(c.system_type_id), c.is_identity
+        FROM sys.columns c JOIN sys.tables t ON t.object_id = c.object_id
         WHERE t.is_ms_shipped = 0 AND c.is_computed = 0 AND c.generated_always_type = 0 AND TYPE_NAME(c.system_type_id) NOT IN (N'timestamp', N'rowversion')
         ORDER BY c.object_id, c.column_id;
-        -- last_used_value (SQL Server 2017 and later) is NULL until a sequence's first use, where current_value already holds the start.
-        IF COL_LENGTH('sys.sequences', 'last_used_value') IS NOT NULL
-            EXEC (N'SELECT q.object_id, QUOTENAME(s.name) + N''.'' + QUOTENAME(q.name), CAST(q.last_used_value AS bigint), CAST(q.start_value AS bigint), CAST(q.increment AS bigint)
-                    FROM sys.sequences q JOIN sys.schemas s ON s.schema_id = q.schema_id WHERE s.name <> N''testkit''');
-        ELSE
-            SELECT q.object_id, QUOTENAME(s.name) + N'.' + QUOTENAME(q.name), CASE WHEN q.current_value = q.start_value THEN NULL ELSE CAST(q.current_value AS bigint) END,
-                   CAST(q.start_value AS bigint), CAST(q.increment AS bigint)
-            FROM sys.sequences q JOIN sys.schemas s ON s.schema_id = q.schema_id WHERE s.name <> N'testkit';
+        -- The key by which rows are matched: the primary key, else a unique index whose columns allow no NULL.
+        SELECT i.object_id, i.index_id, i.is_primary_key, QUOTENAME(c.name), c.is_nullable
+        FROM sys.indexes i JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id
+        JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id JOIN sys.tables t ON t.object_id = i.object_id
+        WHERE t.is_ms_shipped = 0 AND i.is_unique = 1 AND ic.is_included_column = 0 AND i.has_filter = 0
+        ORDER BY i.object_id, i.is_primary_key DESC, i.index_id, ic.key_ordinal;
+        SELECT parent_object_id, referenced_object_id FROM sys.foreign_keys;
         """;
 
-    const string Schema = """
-        IF SCHEMA_ID(N'testkit') IS NULL EXEC (N'CREATE SCHEMA testkit');
-        CREATE TABLE testkit.changed_tables (object_id int NOT NULL);
-        CREATE TABLE testkit.units (object_id int PRIMARY KEY, name nvarchar(600) NOT NULL, level int NOT NULL, columns nvarchar(max) NULL,
-            has_identity bit NOT NULL, ident_seed bigint NULL, ident_increment bigint NULL, ident_last bigint NULL, snapshot nvarchar(300) NULL, rows bigint NOT NULL);
-        CREATE TABLE testkit.foreign_keys (child int NOT NULL, parent int NOT NULL);
-        CREATE TABLE testkit.sequences (object_id int PRIMARY KEY, name nvarchar(600) NOT NULL, last_used bigint NULL, restart_with bigint NOT NULL);
-        EXEC (N'
-        CREATE PROCEDURE testkit.reset AS
-        BEGIN
-            SET NOCOUNT ON; SET XACT_ABORT ON; SET LOCK_TIMEOUT 10000;
-            DECLARE @restoring TABLE (object_id int PRIMARY KEY);
-            DECLARE @name nvarchar(600), @columns nvarchar(max), @identity bit, @snapshot nvarchar(300), @stmt nvarchar(max),
-                    @seed bigint, @increment bigint, @last bigint, @reseed bigint, @restart bigint, @stray nvarchar(max), @rows bigint;
-            BEGIN TRANSACTION;
-            INSERT INTO @restoring SELECT DISTINCT c.object_id FROM testkit.changed_tables c JOIN testkit.units u ON u.object_id = c.object_id;
-            INSERT INTO @restoring SELECT u.object_id FROM testkit.units u
-                WHERE u.snapshot IS NOT NULL AND u.object_id NOT IN (SELECT object_id FROM @restoring)
-                  AND u.rows <> (SELECT SUM(p.rows) FROM sys.partitions p WHERE p.object_id = u.object_id AND p.index_id IN (0, 1));
-            WHILE 1 = 1
-            BEGIN
-                INSERT INTO @restoring SELECT DISTINCT f.child FROM testkit.foreign_keys f JOIN @restoring r ON r.object_id = f.parent
-                    JOIN testkit.units u ON u.object_id = f.child WHERE u.snapshot IS NOT NULL AND f.child NOT IN (SELECT object_id FROM @restoring);
-                IF @@ROWCOUNT = 0 BREAK;
-            END;
+    readonly IReadOnlyList<Unit> _units;
+    Dictionary<int, IdentityPosition> _identitiesAtBegin = [];
+    Dictionary<string, SequencePosition> _sequencesAtBegin = new(StringComparer.Ordinal);
 
-            DECLARE deleting CURSOR LOCAL FAST_FORWARD FOR
-                SELECT u.name FROM testkit.units u JOIN @restoring r ON r.object_id = u.object_id ORDER BY u.level DESC;
-            OPEN deleting; FETCH NEXT FROM deleting INTO @name;
-            WHILE @@FETCH_STATUS = 0
-            BEGIN
-                SET @stmt = N''DELETE FROM '' + @name; EXEC (@stmt);
-                FETCH NEXT FROM deleting INTO @name;
-            END;
-            CLOSE deleting; DEALLOCATE deleting;
+    SqlServerChangeTracker(IReadOnlyList<Unit> units) => _units = units;
 
-            DECLARE refilling CURSOR LOCAL FAST_FORWARD FOR
-                SELECT u.name, u.columns, u.has_identity, u.snapshot FROM testkit.units u JOIN @restoring r ON r.object_id = u.object_id
-                WHERE u.snapshot IS NOT NULL ORDER BY u.level;
-            OPEN refilling; FETCH NEXT FROM refilling INTO @name, @columns, @identity, @snapshot;
-            WHILE @@FETCH_STATUS = 0
-            BEGIN
-                SET @stmt = CASE WHEN @identity = 1 THEN N''SET IDENTITY_INSERT '' + @name + N'' ON; '' ELSE N'''' END
-                    + N''INSERT INTO '' + @name + N'' ('' + @columns + N'') SELECT '' + @columns + N'' FROM '' + @snapshot + N'';''
-                    + CASE WHEN @identity = 1 THEN N'' SET IDENTITY_INSERT '' + @name + N'' OFF;'' ELSE N'''' END;
-                EXEC (@stmt);
-                FETCH NEXT FROM refilling INTO @name, @columns, @identity, @snapshot;
-            END;
-            CLOSE refilling; DEALLOCATE refilling;
+    /// <summary>A table the kit restores.</summary>
+    /// <param name="Id">Its object id.</param>
+    /// <param name="Name">Its quoted name.</param>
+    /// <param name="Level">Its place in the order of foreign keys: parents before children.</param>
+    /// <param name="Columns">The columns it restores: not those the server writes itself.</param>
+    /// <param name="Key">The columns that identify a row; empty when the table has no key, and is restored whole.</param>
+    /// <param name="IdentityColumn">Its identity column, if it has one.</param>
+    /// <param name="Snapshot">Its copy, when it held rows once prepared.</param>
+    sealed record Unit(int Id, string Name, int Level, IReadOnlyList<TableColumn> Columns, IReadOnlyList<string> Key, string? IdentityColumn, string? Snapshot)
+    {
+        public IEnumerable<TableColumn> Updatable => Columns.Where(c => !Key.Contains(c.Name) && c.Name != IdentityColumn);
+    }
 
-            -- Identity: RESEED sets the next value to the one given on a table that never had a row (or was truncated),
-            -- and to the one given plus the increment on any other.
-            DECLARE reseeding CURSOR LOCAL FAST_FORWARD FOR
-                SELECT u.name, u.ident_seed, u.ident_increment, u.ident_last FROM testkit.units u JOIN @restoring r ON r.object_id = u.object_id
-                WHERE u.has_identity = 1;
-            OPEN reseeding; FETCH NEXT FROM reseeding INTO @name, @seed, @increment, @last;
-            WHILE @@FETCH_STATUS = 0
-            BEGIN
-                IF (SELECT CAST(i.last_value AS bigint) FROM sys.identity_columns i WHERE i.object_id = OBJECT_ID(@name)) IS NULL
-                    SET @reseed = CASE WHEN @last IS NULL THEN @seed ELSE @last + @increment END;
-                ELSE
-                    SET @reseed = CASE WHEN @last IS NULL THEN @seed - @increment ELSE @last END;
-                SET @stmt = N''DBCC CHECKIDENT (N'''''' + REPLACE(@name, N'''''''', N'''''''''''') + N'''''', RESEED, '' + CAST(@reseed AS nvarchar(30)) + N'') WITH NO_INFOMSGS'';
-                EXEC (@stmt);
-                FETCH NEXT FROM reseeding INTO @name, @seed, @increment, @last;
-            END;
-            CLOSE reseeding; DEALLOCATE reseeding;
+    sealed record SequencePosition(long? LastUsed, long Start, long Increment);
 
-            -- Every sequence restarts where it stood: a restart is a metadata change, and sequences are few.
-            DECLARE restarting CURSOR LOCAL FAST_FORWARD FOR SELECT s.name, s.restart_with FROM testkit.sequences s;
-            OPEN restarting; FETCH NEXT FROM restarting INTO @name, @restart;
-            WHILE @@FETCH_STATUS = 0
-            BEGIN
-                SET @stmt = N''ALTER SEQUENCE '' + @name + N'' RESTART WITH '' + CAST(@restart AS nvarchar(30)); EXEC (@stmt);
-                FETCH NEXT FROM restarting INTO @name, @restart;
-            END;
-            CLOSE restarting; DEALLOCATE restarting;
-
-            SELECT @stray = COALESCE(@stray + N'', '', N'''') + u.name FROM testkit.units u
-                WHERE u.object_id IN (SELECT object_id FROM testkit.changed_tables) AND u.object_id NOT IN (SELECT object_id FROM @restoring);
-            IF @stray IS NOT NULL
-            BEGIN
-                SET @stmt = N''restoring the changed tables wrote to '' + @stray + N'' (a trigger or a cascade of the application''''s schema)'';
-                THROW 50000, @stmt, 1;
-            END;
-
-            DELETE FROM testkit.changed_tables;
-            COMMIT;
-            SELECT u.name FROM testkit.units u JOIN @restoring r ON r.object_id = u.object_id ORDER BY u.name;
-        END');
-        """;
+    sealed record IdentityPosition(long? Last, long Seed, long Increment);
 
     public static async Task<ChangeTracker> InstallAsync(SqlConnection connection, CancellationToken cancellationToken)
     {
-        var tables = new List<(int Id, string Name, string? Columns, long? Seed, long? Increment, long? Last, bool HasIdentity, long Rows)>();
+        var tables = new List<(int Id, string Name, bool MemoryOptimized)>();
+        var columns = new Dictionary<int, List<TableColumn>>();
+        var identities = new Dictionary<int, string>();
+        var keys = new Dictionary<int, List<string>>();
         var foreignKeys = new List<(long Child, long Parent)>();
-        var sequences = new List<(int Id, string Name, long? LastUsed, long Start, long Increment)>();
         await using (var catalog = new SqlCommand(Catalog, connection))
         await using (var reader = await catalog.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                tables.Add((reader.GetInt32(0), reader.GetString(1), reader.GetBoolean(2)));
+
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                tables.Add((reader.GetInt32(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2),
-                    reader.IsDBNull(3) ? null : reader.GetInt64(3), reader.IsDBNull(4) ? null : reader.GetInt64(4), reader.IsDBNull(5) ? null : reader.GetInt64(5),
-                    !reader.IsDBNull(6), reader.IsDBNull(7) ? 0 : reader.GetInt64(7)));
+                var id = reader.GetInt32(0);
+                if (!columns.TryGetValue(id, out var list))
+                    columns[id] = list = [];
+                list.Add(new TableColumn(reader.GetString(1), reader.GetString(2)));
+                if (reader.GetBoolean(3))
+                    identities[id] = reader.GetString(1);
+            }
+
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            var candidates = new List<(int Table, int Index, string Column, bool Nullable)>();
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                candidates.Add((reader.GetInt32(0), reader.GetInt32(1), reader.GetString(3), reader.GetBoolean(4)));
+            foreach (var table in candidates.GroupBy(c => c.Table))
+            {
+                // The first index in the order read (the primary key first) whose columns are all NOT NULL.
+                if (table.GroupBy(c => c.Index).FirstOrDefault(index => index.All(c => !c.Nullable)) is { } key)
+                    keys[table.Key] = key.Select(c => c.Column).ToList();
             }
 
             await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 foreignKeys.Add((reader.GetInt32(0), reader.GetInt32(1)));
-            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-            var columns = new Dictionary<int, List<string>>();
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                if (!columns.TryGetValue(reader.GetInt32(0), out var list))
-                    columns[reader.GetInt32(0)] = list = [];
-                list.Add(reader.GetString(1));
-            }
-
-            tables = tables.Select(t => t with { Columns = columns.TryGetValue(t.Id, out var list) ? string.Join(", ", list) : null }).ToList();
-            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                sequences.Add((reader.GetInt32(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4)));
         }
 
-        var levels = TableOrder.Levels(tables.Select(t => (long)t.Id), foreignKeys);
-        var sql = new StringBuilder(Schema);
-        var enable = new StringBuilder();
-        var disable = new StringBuilder();
-        sql.AppendLine("BEGIN TRANSACTION;");
-        foreach (var table in tables)
+        var restored = tables.Where(t => !t.MemoryOptimized && columns.ContainsKey(t.Id)).ToList();
+        var filled = new HashSet<int>();
+        if (restored.Count > 0)
         {
-            var snapshot = table.Rows > 0 ? $"testkit.snapshot_{table.Id}" : null;
-            sql.Append(CultureInfo.InvariantCulture, $"INSERT INTO testkit.units VALUES ({table.Id}, {Literal(table.Name)}, {levels[table.Id]}, {Literal(table.Columns)}, {(table.HasIdentity ? 1 : 0)}, {Number(table.Seed)}, {Number(table.Increment)}, {Number(table.Last)}, {Literal(snapshot)}, {table.Rows});\n");
-            if (snapshot is not null)
-                sql.Append(CultureInfo.InvariantCulture, $"SELECT {table.Columns} INTO {snapshot} FROM {table.Name};\n");
-
-            var schema = table.Name[..(table.Name.IndexOf("].[", StringComparison.Ordinal) + 1)];
-            var trigger = $"{schema}.[testkit_changes_{table.Id}]";
-            sql.Append(CultureInfo.InvariantCulture,
-                $"EXEC (N'CREATE TRIGGER {Escape(trigger)} ON {Escape(table.Name)} AFTER INSERT, UPDATE, DELETE AS SET NOCOUNT ON; INSERT INTO testkit.changed_tables VALUES ({table.Id});');\n");
-            sql.Append(CultureInfo.InvariantCulture, $"DISABLE TRIGGER {trigger} ON {table.Name};\n");
-            enable.Append(CultureInfo.InvariantCulture, $"ENABLE TRIGGER {trigger} ON {table.Name};\n");
-            disable.Append(CultureInfo.InvariantCulture, $"DISABLE TRIGGER {trigger} ON {table.Name};\n");
+            var probe = string.Join("\nUNION ALL ", restored.Select(t => $"SELECT {t.Id} WHERE EXISTS (SELECT 1 FROM {t.Name})"));
+            await using var command = new SqlCommand(probe, connection);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                filled.Add(reader.GetInt32(0));
         }
 
-        foreach (var (child, parent) in foreignKeys.Distinct())
-            sql.Append(CultureInfo.InvariantCulture, $"INSERT INTO testkit.foreign_keys VALUES ({child}, {parent});\n");
+        var levels = TableOrder.Levels(restored.Select(t => (long)t.Id), foreignKeys);
+        var units = restored
+            .Select(t => new Unit(t.Id, t.Name, levels[t.Id], columns[t.Id], keys.TryGetValue(t.Id, out var key) ? key : [],
+                identities.GetValueOrDefault(t.Id), filled.Contains(t.Id) ? $"[testkit].[snapshot_{t.Id}]" : null))
+            .OrderBy(u => u.Level).ThenBy(u => u.Name, StringComparer.Ordinal)
+            .ToList();
 
-        foreach (var sequence in sequences)
+        var sql = new StringBuilder("SET XACT_ABORT ON; SET LOCK_TIMEOUT 10000;\nIF SCHEMA_ID(N'testkit') IS NULL EXEC (N'CREATE SCHEMA testkit');\nBEGIN TRANSACTION;\n");
+        foreach (var unit in units.Where(u => u.Snapshot is not null))
         {
-            var restart = sequence.LastUsed is { } lastUsed ? lastUsed + sequence.Increment : sequence.Start;
-            sql.Append(CultureInfo.InvariantCulture, $"INSERT INTO testkit.sequences VALUES ({sequence.Id}, {Literal(sequence.Name)}, {Number(sequence.LastUsed)}, {restart});\n");
+            sql.Append(CultureInfo.InvariantCulture, $"SELECT {List(unit.Columns.Select(c => c.Name))} INTO {unit.Snapshot} FROM {unit.Name};\n");
+            if (unit.Key.Count > 0)
+                sql.Append(CultureInfo.InvariantCulture, $"CREATE UNIQUE CLUSTERED INDEX [key] ON {unit.Snapshot} ({List(unit.Key)});\n");
         }
 
         sql.AppendLine("COMMIT;");
-        await using (var install = new SqlCommand(sql.ToString(), connection) { CommandTimeout = 0 })
-            await install.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        return new SqlServerChangeTracker(enable.ToString(), disable.ToString());
-    }
-
-    static string Literal(string? value) => value is null ? "NULL" : $"N'{value.Replace("'", "''", StringComparison.Ordinal)}'";
-
-    static string Escape(string sql) => sql.Replace("'", "''", StringComparison.Ordinal);
-
-    static string Number(long? value) => value?.ToString(CultureInfo.InvariantCulture) ?? "NULL";
-
-    public override async Task<IReadOnlyList<string>> BeginAsync(DbConnection connection, CancellationToken cancellationToken)
-    {
-        var sql = "SET NOCOUNT ON; SET LOCK_TIMEOUT 10000; BEGIN TRANSACTION;\n" +
-                  "SELECT DISTINCT u.name FROM testkit.changed_tables c JOIN testkit.units u ON u.object_id = c.object_id ORDER BY u.name;\n" +
-                  "DELETE FROM testkit.changed_tables;\n" + enableTriggers + "COMMIT;";
-        var names = new List<string>();
         try
         {
-            await using var command = new SqlCommand(sql, (SqlConnection)connection);
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                names.Add(reader.GetString(0));
+            await using var install = new SqlCommand(sql.ToString(), connection) { CommandTimeout = 0 };
+            await install.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (SqlException exception) when (exception.Number == 1222)
+        catch (SqlException exception) when (exception.Number == LockTimeout)
         {
             throw new TestScopeException(
-                "A real-commit test could not enable the kit's change tracking triggers: a transaction still open holds a table (a scope that is never " +
-                "disposed, or a class's shared seed — SeededDatabaseTest — waiting for its next test). On SQL Server a real-commit test cannot run while " +
-                "such a class is between its tests: keep them in separate test runs.", exception);
+                "The first real-commit test of the run could not copy the tables it restores: a transaction still open holds a table (a scope that is " +
+                "never disposed, or a class's shared seed — SeededDatabaseTest — waiting for its next test). The NUnit integration copies them before the " +
+                "first test when the test assembly has a [RealCommits] test; outside it, begin the first session before other scopes.", exception);
         }
 
-        return names;
+        return new SqlServerChangeTracker(units);
+    }
+
+    /// <summary>SQL Server's error for a lock wait that <c>LOCK_TIMEOUT</c> ended.</summary>
+    const int LockTimeout = 1222;
+
+    static string List(IEnumerable<string> names) => string.Join(", ", names);
+
+    static string Literal(string value) => $"N'{value.Replace("'", "''", StringComparison.Ordinal)}'";
+
+    /// <summary>Reports the tables that differ from their copy (what persisted since the last reset), and notes where identities and sequences stand.</summary>
+    public override async Task<IReadOnlyList<string>> BeginAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        var sql = (SqlConnection)connection;
+        var differing = await DifferingAsync(sql, cancellationToken).ConfigureAwait(false);
+        _identitiesAtBegin = await IdentitiesAsync(sql, cancellationToken).ConfigureAwait(false);
+        _sequencesAtBegin = await SequencesAsync(sql, cancellationToken).ConfigureAwait(false);
+        return differing.Select(u => u.Name).Order(StringComparer.Ordinal).ToList();
     }
 
     public override async Task<IReadOnlyList<string>> ResetAsync(DbConnection connection, CancellationToken cancellationToken)
     {
-        var names = new List<string>();
+        var sql = (SqlConnection)connection;
+        var differing = await DifferingAsync(sql, cancellationToken).ConfigureAwait(false);
+        var batch = new StringBuilder("SET XACT_ABORT ON; SET NOCOUNT ON; SET LOCK_TIMEOUT 10000;\nBEGIN TRANSACTION;\n");
+
+        var triggers = differing.Count == 0 ? [] : await EnabledTriggersAsync(sql, differing, cancellationToken).ConfigureAwait(false);
+        foreach (var (trigger, table) in triggers)
+            batch.Append(CultureInfo.InvariantCulture, $"DISABLE TRIGGER {trigger} ON {table};\n");
+        foreach (var unit in differing.OrderByDescending(u => u.Level))
+            batch.Append(Delete(unit));
+        foreach (var unit in differing.OrderBy(u => u.Level))
+            batch.Append(Update(unit)).Append(Insert(unit));
+        foreach (var (trigger, table) in triggers)
+            batch.Append(CultureInfo.InvariantCulture, $"ENABLE TRIGGER {trigger} ON {table};\n");
+
+        var rewound = new List<string>();
+        foreach (var (id, now) in await IdentitiesAsync(sql, cancellationToken).ConfigureAwait(false))
+        {
+            if (!_identitiesAtBegin.TryGetValue(id, out var before) || before.Last == now.Last)
+                continue;
+
+            // RESEED n: the next row gets n + increment on a table that has had rows since it was created or truncated (the
+            // reset's own inserts count), n itself on one that has not.
+            var unit = _units.First(u => u.Id == id);
+            var reseed = before.Last is { } last
+                ? last
+                : differing.Contains(unit) && unit.Snapshot is not null || now.Last is not null ? now.Seed - now.Increment : now.Seed;
+            batch.Append(CultureInfo.InvariantCulture, $"DBCC CHECKIDENT ('{unit.Name.Replace("'", "''", StringComparison.Ordinal)}', RESEED, {reseed}) WITH NO_INFOMSGS;\n");
+            rewound.Add(unit.Name);
+        }
+
+        foreach (var (name, now) in await SequencesAsync(sql, cancellationToken).ConfigureAwait(false))
+        {
+            if (_sequencesAtBegin.TryGetValue(name, out var before) && before.LastUsed != now.LastUsed)
+            {
+                var restart = before.LastUsed is { } last ? last + before.Increment : before.Start;
+                batch.Append(CultureInfo.InvariantCulture, $"ALTER SEQUENCE {name} RESTART WITH {restart};\n");
+            }
+        }
+
+        batch.AppendLine("COMMIT;");
         try
         {
-            await using (var command = new SqlCommand("EXEC testkit.reset", (SqlConnection)connection) { CommandTimeout = 0 })
-            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-            {
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    names.Add(reader.GetString(0));
-            }
+            await using (var restore = new SqlCommand(batch.ToString(), sql) { CommandTimeout = 0 })
+                await restore.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (SqlException exception)
         {
             var cause = exception.Number switch
             {
-                1222 => "a connection the test left open still holds a lock on a table to restore (a transaction it never ended): end every transaction and close every connection before the test ends",
-                547 => $"the tables' foreign keys refuse the order of the reset (a cycle of foreign keys): {exception.Message}",
+                LockTimeout => "a transaction still open holds a lock on a table to restore (one the test left open, or a class's shared seed — " +
+                               "SeededDatabaseTest — that holds rows of it): end every transaction and close every connection before the test ends",
+                547 => $"the tables' foreign keys refuse the order of the reset: the session made rows it kept refer to rows it added, or the schema has " +
+                       $"a cycle of foreign keys ({exception.Message})",
+                2627 or 2601 => $"a unique key refuses the order of the reset: the session moved a unique value from one row to another ({exception.Message})",
                 _ => exception.Message,
             };
             throw new TestScopeException(
                 $"The reset after a real-commit test failed, so the run's database may keep what the test committed: {cause}. The run's leak check reports what stayed.", exception);
         }
-        finally
+
+        if (await DifferingAsync(sql, cancellationToken).ConfigureAwait(false) is { Count: > 0 } still)
         {
-            await using var disable = new SqlCommand(disableTriggers.Length == 0 ? "SELECT 1" : disableTriggers, (SqlConnection)connection);
-            await disable.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            throw new TestScopeException(
+                $"The reset after a real-commit test left {string.Join(", ", still.Select(u => u.Name))} different from the state the run prepared. The run's leak check reports what stayed.");
         }
 
-        return names;
+        return differing.Select(u => u.Name).Concat(rewound).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>The tables whose rows differ from their copy, in one query.</summary>
+    async Task<List<Unit>> DifferingAsync(SqlConnection connection, CancellationToken cancellationToken)
+    {
+        var differing = new List<Unit>();
+        if (_units.Count == 0)
+            return differing;
+
+        var query = string.Join("\nUNION ALL ", _units.Select(unit => $"SELECT {unit.Id} WHERE {Differs(unit)}"));
+        await using var command = new SqlCommand(query, connection) { CommandTimeout = 0 };
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var id = reader.GetInt32(0);
+            differing.Add(_units.First(u => u.Id == id));
+        }
+
+        return differing;
+    }
+
+    static string Differs(Unit unit)
+    {
+        if (unit.Snapshot is not { } snapshot)
+            return $"EXISTS (SELECT 1 FROM {unit.Name})";
+        if (unit.Key.Count == 0)
+        {
+            return $"(SELECT COUNT_BIG(*) FROM {unit.Name}) <> (SELECT COUNT_BIG(*) FROM {snapshot}) " +
+                   $"OR (SELECT {Digest(unit, "t")} FROM {unit.Name} t) <> (SELECT {Digest(unit, "s")} FROM {snapshot} s)";
+        }
+
+        return $"EXISTS (SELECT 1 FROM {unit.Name} t WHERE NOT EXISTS (SELECT 1 FROM {snapshot} s WHERE {KeyMatch(unit)})) " +
+               $"OR EXISTS (SELECT 1 FROM {snapshot} s WHERE NOT EXISTS (SELECT 1 FROM {unit.Name} t WHERE {KeyMatch(unit)})) " +
+               $"OR EXISTS (SELECT 1 FROM {unit.Name} t JOIN {snapshot} s ON {KeyMatch(unit)} WHERE {RowHash(unit, "t")} <> {RowHash(unit, "s")})";
+    }
+
+    static string KeyMatch(Unit unit) => string.Join(" AND ", unit.Key.Select(k => $"s.{k} = t.{k}"));
+
+    static string RowHash(Unit unit, string alias) => $"HASHBYTES('SHA2_256', {SqlServerDatabaseProvider.RowText(unit.Columns, alias)})";
+
+    static string Digest(Unit unit, string alias) => SqlServerDatabaseProvider.RowsDigest(RowHash(unit, alias));
+
+    static string Delete(Unit unit) => unit switch
+    {
+        { Snapshot: null } or { Key.Count: 0 } => $"DELETE FROM {unit.Name};\n",
+        _ => $"DELETE t FROM {unit.Name} t WHERE NOT EXISTS (SELECT 1 FROM {unit.Snapshot} s WHERE {KeyMatch(unit)});\n",
+    };
+
+    static string Update(Unit unit) =>
+        unit.Snapshot is null || unit.Key.Count == 0 || !unit.Updatable.Any()
+            ? string.Empty
+            : $"UPDATE t SET {string.Join(", ", unit.Updatable.Select(c => $"{c.Name} = s.{c.Name}"))} FROM {unit.Name} t JOIN {unit.Snapshot} s ON {KeyMatch(unit)} " +
+              $"WHERE {RowHash(unit, "t")} <> {RowHash(unit, "s")};\n";
+
+    static string Insert(Unit unit)
+    {
+        if (unit.Snapshot is not { } snapshot)
+            return string.Empty;
+
+        var columns = List(unit.Columns.Select(c => c.Name));
+        var missing = unit.Key.Count == 0 ? string.Empty : $" WHERE NOT EXISTS (SELECT 1 FROM {unit.Name} t WHERE {KeyMatch(unit)})";
+        var insert = $"INSERT INTO {unit.Name} ({columns}) SELECT {List(unit.Columns.Select(c => $"s.{c.Name}"))} FROM {snapshot} s{missing};";
+        return unit.IdentityColumn is null
+            ? insert + "\n"
+            : $"SET IDENTITY_INSERT {unit.Name} ON; {insert} SET IDENTITY_INSERT {unit.Name} OFF;\n";
+    }
+
+    static async Task<List<(string Trigger, string Table)>> EnabledTriggersAsync(SqlConnection connection, IReadOnlyCollection<Unit> units, CancellationToken cancellationToken)
+    {
+        var triggers = new List<(string, string)>();
+        await using var command = new SqlCommand(
+            "SELECT QUOTENAME(OBJECT_SCHEMA_NAME(tr.object_id)) + N'.' + QUOTENAME(tr.name), tr.parent_id FROM sys.triggers tr " +
+            $"WHERE tr.parent_class = 1 AND tr.is_disabled = 0 AND tr.parent_id IN ({string.Join(", ", units.Select(u => u.Id.ToString(CultureInfo.InvariantCulture)))})",
+            connection);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var parent = reader.GetInt32(1);
+            triggers.Add((reader.GetString(0), units.First(u => u.Id == parent).Name));
+        }
+
+        return triggers;
+    }
+
+    /// <summary>Where the identity of each restored table that has one stands: its last value (<see langword="null"/> where none was taken), seed and increment.</summary>
+    async Task<Dictionary<int, IdentityPosition>> IdentitiesAsync(SqlConnection connection, CancellationToken cancellationToken)
+    {
+        var identities = new Dictionary<int, IdentityPosition>();
+        var ids = _units.Where(u => u.IdentityColumn is not null).Select(u => u.Id.ToString(CultureInfo.InvariantCulture)).ToList();
+        if (ids.Count == 0)
+            return identities;
+
+        await using var command = new SqlCommand(
+            "SELECT object_id, CAST(last_value AS bigint), CAST(seed_value AS bigint), CAST(increment_value AS bigint) " +
+            $"FROM sys.identity_columns WHERE object_id IN ({string.Join(", ", ids)})", connection);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            identities[reader.GetInt32(0)] = new IdentityPosition(reader.IsDBNull(1) ? null : reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3));
+        return identities;
+    }
+
+    /// <remarks>
+    /// <c>last_used_value</c> (SQL Server 2017 and later) is NULL until a sequence's first use; before 2017 only
+    /// <c>current_value</c> exists, which holds the start value both before the first use and after it.
+    /// </remarks>
+    static async Task<Dictionary<string, SequencePosition>> SequencesAsync(SqlConnection connection, CancellationToken cancellationToken)
+    {
+        const string query = """
+            IF COL_LENGTH('sys.sequences', 'last_used_value') IS NOT NULL
+                EXEC (N'SELECT QUOTENAME(s.name) + N''.'' + QUOTENAME(q.name), CAST(q.last_used_value AS bigint), CAST(q.start_value AS bigint), CAST(q.increment AS bigint)
+                        FROM sys.sequences q JOIN sys.schemas s ON s.schema_id = q.schema_id WHERE s.name <> N''testkit''');
+            ELSE
+                SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(q.name), CAST(q.current_value AS bigint), CAST(q.start_value AS bigint), CAST(q.increment AS bigint)
+                FROM sys.sequences q JOIN sys.schemas s ON s.schema_id = q.schema_id WHERE s.name <> N'testkit';
+            """;
+        var sequences = new Dictionary<string, SequencePosition>(StringComparer.Ordinal);
+        await using var command = new SqlCommand(query, connection);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            sequences[reader.GetString(0)] = new SequencePosition(reader.IsDBNull(1) ? null : reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3));
+        return sequences;
     }
 }

@@ -429,7 +429,8 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     /// </para>
     /// <para>
     /// Left out are the columns the server writes itself, which a correct reset cannot restore: <c>rowversion</c>,
-    /// computed columns and the period columns of temporal tables. The kit's own schema is left out too. What is read
+    /// computed columns and the period columns of temporal tables. The kit's own schema is left out too, and so are the
+    /// history tables of temporal tables, which only the server writes. What is read
     /// works on SQL Server 2016 and later and on Babelfish, where <c>+</c> adds binary values as numbers and binary values
     /// turn into no text: no binary value is ever joined to another or turned into text.
     /// </para>
@@ -439,37 +440,35 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         "FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id " +
         "LEFT JOIN sys.columns c ON c.object_id = t.object_id AND c.is_computed = 0 AND c.generated_always_type = 0 " +
         "AND TYPE_NAME(c.system_type_id) NOT IN (N'timestamp', N'rowversion') " +
-        "WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit' ORDER BY 1, c.column_id";
+        "WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit' AND t.temporal_type <> 1 ORDER BY 1, c.column_id";
 
-    internal override string TableContentsSql(string table, IReadOnlyList<TableColumn> columns, int index)
-    {
-        if (columns.Count == 0)
-            return $"SELECT {index}, COUNT_BIG(*), N'0' FROM {table}";
+    internal override string TableContentsSql(string table, IReadOnlyList<TableColumn> columns, int index) =>
+        columns.Count == 0
+            ? $"SELECT {index}, COUNT_BIG(*), N'0' FROM {table}"
+            : $"SELECT {index}, COUNT_BIG(*), {RowsDigest("h")} FROM (SELECT HASHBYTES('SHA2_256', {RowText(columns, alias: null)}) AS h FROM {table}) AS table_rows";
 
-        var row = string.Join(" + ", columns.Select(column =>
+    /// <summary>The digest of the rows whose SHA-256 is <paramref name="rowHash"/>: five sums of 24-bit parts of it, as text.</summary>
+    internal static string RowsDigest(string rowHash) =>
+        $"CAST(CONCAT({string.Join(", N'.', ", Enumerable.Range(0, 5).Select(part => $"COALESCE(SUM(CAST(CAST(SUBSTRING({rowHash}, {part * 3 + 1}, 3) AS int) AS bigint)), 0)"))}) AS nvarchar(100))";
+
+    /// <summary>A row's values as one text, each with its length so that none can run into the next; <see langword="null"/> values as <c>~</c>.</summary>
+    internal static string RowText(IEnumerable<TableColumn> columns, string? alias) =>
+        string.Join(" + ", columns.Select(column =>
         {
-            var text = TextForDigest(column);
+            var text = TextForDigest(alias is null ? column.Name : $"{alias}.{column.Name}", column.Type);
             return $"COALESCE(CAST(DATALENGTH({text}) AS nvarchar(20)) + N':' + {text}, N'~')";
         }));
-        return $"SELECT {index}, COUNT_BIG(*), CAST(CONCAT({Parts("h", 5, ", N'.', ", sum: true)}) AS nvarchar(100)) " +
-               $"FROM (SELECT HASHBYTES('SHA2_256', {row}) AS h FROM {table}) AS table_rows";
-    }
 
-    /// <summary><paramref name="count"/> 24-bit parts of the binary value <paramref name="hash"/>, as integers (summed over the rows when <paramref name="sum"/>).</summary>
-    static string Parts(string hash, int count, string separator, bool sum) =>
-        string.Join(separator, Enumerable.Range(0, count).Select(part =>
-            sum ? $"COALESCE(SUM(CAST(CAST(SUBSTRING({hash}, {part * 3 + 1}, 3) AS int) AS bigint)), 0)" : $"CAST(SUBSTRING({hash}, {part * 3 + 1}, 3) AS int)"));
-
-    /// <summary>A column's value as text with nothing lost; <see langword="null"/> stays null.</summary>
-    static string TextForDigest(TableColumn column) => column.Type switch
+    /// <summary>A column's value as text with nothing lost; <see langword="null"/> stays null. Binary values count by 96 bits of their SHA-256.</summary>
+    static string TextForDigest(string column, string type) => type switch
     {
         "binary" or "varbinary" or "image" or "geography" or "geometry" or "hierarchyid" or "sql_variant" =>
-            $"CASE WHEN {column.Name} IS NULL THEN NULL ELSE CONCAT({Parts($"HASHBYTES('SHA2_256', CAST({column.Name} AS varbinary(max)))", 4, ", N',', ", sum: false)}) END",
-        "float" or "real" => $"CONVERT(nvarchar(max), {column.Name}, 3)",
-        "money" or "smallmoney" => $"CONVERT(nvarchar(max), CAST({column.Name} AS decimal(19, 4)))",
-        "datetime" or "datetime2" or "smalldatetime" or "datetimeoffset" or "time" or "date" => $"CONVERT(nvarchar(max), {column.Name}, 126)",
-        "xml" or "text" or "ntext" => $"CAST({column.Name} AS nvarchar(max))",
-        _ => $"CONVERT(nvarchar(max), {column.Name})",
+            $"CASE WHEN {column} IS NULL THEN NULL ELSE CONCAT({string.Join(", N',', ", Enumerable.Range(0, 4).Select(part => $"CAST(SUBSTRING(HASHBYTES('SHA2_256', CAST({column} AS varbinary(max))), {part * 3 + 1}, 3) AS int)"))}) END",
+        "float" or "real" => $"CONVERT(nvarchar(max), {column}, 3)",
+        "money" or "smallmoney" => $"CONVERT(nvarchar(max), CAST({column} AS decimal(19, 4)))",
+        "datetime" or "datetime2" or "smalldatetime" or "datetimeoffset" or "time" or "date" => $"CONVERT(nvarchar(max), {column}, 126)",
+        "xml" or "text" or "ntext" => $"CAST({column} AS nvarchar(max))",
+        _ => $"CONVERT(nvarchar(max), {column})",
     };
 
     internal override string TemplatesUnsupported =>

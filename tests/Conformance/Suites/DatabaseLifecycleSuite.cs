@@ -35,7 +35,9 @@ public abstract class DatabaseLifecycleSuite
     {
         Provider.ClearPool(database.ScopeConnectionString);
         Provider.ClearPool(database.ConnectionString);
-        await OnServerAsync($"DROP DATABASE {database.Name}");
+        // A session just closed may still be on the server for a moment: the provider's own drop waits for it.
+        await using var admin = Outside.OpenServer();
+        await Provider.DropDatabaseAsync(admin, database.Name, CancellationToken.None);
     }
 
     [Test]

@@ -148,6 +148,7 @@ public abstract class TruthSuite : ConformanceTest
     [Test]
     public async Task A_provider_specific_bulk_copy_takes_turns_with_concurrent_queries()
     {
+        BabelfishDifference.BulkCopyColumnList.SkipHere();
         using var copying = NewShop();
         using var querying = NewShop();
         var items = Enumerable.Range(1, 2000).Select(i => new Item { Name = Name($"bulk-{i:D5}"), Quantity = i }).ToArray();

@@ -14,6 +14,8 @@ namespace Linq2DbTestKit.Internal;
 internal sealed class LeakCheck(TestDatabase database, string connectionString)
 {
     readonly Lock _gate = new();
+    readonly List<string> _leakedBeforeSessions = [];
+    int _leakedBeforeSessionsReported;
     IReadOnlyDictionary<string, TableContents>? _prepared;
     IReadOnlyDictionary<string, TableContents>? _lastSeen;
 
@@ -47,15 +49,40 @@ internal sealed class LeakCheck(TestDatabase database, string connectionString)
         await database.Provider.StorePreparedStateAsync(connection, prepared, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>The changes since the prepared state; <see langword="null"/> when there are none.</summary>
+    /// <summary>
+    /// Compares <paramref name="tables"/>, which something committed to while no real-commit session ran, with their
+    /// prepared state, and keeps those that differ: the session's reset may put them back, and the leak check must still
+    /// report them. A table written and put back by the same code (a test that cleans up after itself) is no leak.
+    /// </summary>
+    public async Task NoteChangedBeforeSessionAsync(IReadOnlyCollection<string> tables, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _prepared) is not { } prepared || tables.Count == 0)
+            return;
+
+        await using var connection = database.Provider.CreateConnection(connectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        var now = await database.Provider.ReadTableContentsAsync(connection, tables.ToHashSet(StringComparer.Ordinal), cancellationToken).ConfigureAwait(false);
+        if (Describe(prepared.Where(t => tables.Contains(t.Key)).ToDictionary(), now) is not { } changes)
+            return;
+
+        lock (_gate)
+        {
+            foreach (var change in changes.Split("\n  "))
+                _leakedBeforeSessions.Add($"{change} (found when a real-commit test began: committed outside every test scope and real-commit session)");
+        }
+    }
+
+    /// <summary>The changes since the prepared state, and those found before real-commit sessions; <see langword="null"/> when there are none.</summary>
     public async Task<string?> FindLeaksAsync(CancellationToken cancellationToken)
     {
         if (Volatile.Read(ref _prepared) is not { } prepared)
             return null;
-        return Describe(prepared, await ReadAsync(cancellationToken).ConfigureAwait(false));
+        var now = Describe(prepared, await ReadAsync(cancellationToken).ConfigureAwait(false));
+        lock (_gate)
+            return Join(_leakedBeforeSessions.Distinct(StringComparer.Ordinal).Append(now));
     }
 
-    /// <summary>The changes since the last look, which this look replaces: each change is reported once.</summary>
+    /// <summary>The changes since the last look, which this look replaces, and those found before sessions since: each change is reported once.</summary>
     public async Task<string?> FindNewLeaksAsync(CancellationToken cancellationToken)
     {
         if (Volatile.Read(ref _prepared) is null)
@@ -63,14 +90,20 @@ internal sealed class LeakCheck(TestDatabase database, string connectionString)
 
         var now = await ReadAsync(cancellationToken).ConfigureAwait(false);
         IReadOnlyDictionary<string, TableContents> before;
+        List<string> found;
         lock (_gate)
         {
             before = _lastSeen!;
             _lastSeen = now;
+            found = _leakedBeforeSessions.Skip(_leakedBeforeSessionsReported).ToList();
+            _leakedBeforeSessionsReported = _leakedBeforeSessions.Count;
         }
 
-        return Describe(before, now);
+        return Join(found.Append(Describe(before, now)));
     }
+
+    static string? Join(IEnumerable<string?> parts) =>
+        parts.Where(part => part is not null).ToList() is { Count: > 0 } lines ? string.Join("\n  ", lines) : null;
 
     async Task<IReadOnlyDictionary<string, TableContents>> ReadAsync(CancellationToken cancellationToken)
     {

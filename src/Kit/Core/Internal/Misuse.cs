@@ -48,6 +48,11 @@ internal static class Misuse
         $"{origin} sent a savepoint statement outside any transaction of its own: {Shorten(sql)}. Outside a test {database} would refuse it " +
         "(a savepoint needs a transaction); inside a test scope it would nest in the test's transaction and succeed. Begin a transaction first.");
 
+    public static InvalidOperationException KitSavepointNamed(string sql, string origin, string name) => new(
+        $"{origin} sent a savepoint statement that names {name}, one of the kit's own savepoints: {Shorten(sql)}. The kit keeps the test's application " +
+        "transactions as savepoints named testkit_…, and this statement would change them behind its back. Name your own savepoints otherwise, and end " +
+        "transactions through the connection (Commit, Rollback).");
+
     public static string Shorten(string sql)
     {
         var text = sql.Trim().ReplaceLineEndings(" ");

@@ -19,7 +19,7 @@ internal static class TransactionStatements
 {
     static readonly string[] PostgreSqlHints = ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare"];
 
-    static readonly string[] TSqlHints = ["tran", "commit", "rollback"];
+    static readonly string[] TSqlHints = ["tran", "commit", "rollback", "exec"];
 
     /// <summary>T-SQL's reserved words that can follow <c>ROLLBACK TRAN</c> as the next statement: then there is no savepoint name.</summary>
     static readonly HashSet<string> TSqlStatementWords = new(StringComparer.Ordinal)
@@ -92,24 +92,34 @@ internal static class TransactionStatements
     }
 
     /// <remarks>
+    /// <para>
     /// T-SQL needs no ';' between statements, so a transaction keyword counts wherever it stands in code. Dynamic SQL
-    /// (<c>EXEC('…')</c>, <c>sp_executesql N'…'</c>) runs string literals as statements: in a batch that has it, every
-    /// string literal is read as T-SQL too.
+    /// runs text as statements: the string literals inside <c>EXEC( … )</c>, joined as <c>+</c> joins them, and the
+    /// statement of <c>sp_executesql</c> (its first argument, or <c>@stmt</c>) are read as T-SQL too; the other strings of
+    /// such a batch are data. Text the kit cannot read before it runs (a variable) is left to the server, where the
+    /// scope's second transaction keeps a <c>COMMIT</c> from committing.
+    /// </para>
+    /// <para>
+    /// A batch that creates or alters a procedure, function or trigger defines its body, and runs none of it.
+    /// </para>
     /// </remarks>
     static StatementControl ClassifyTSql(List<SqlToken> tokens)
     {
         var code = tokens.Where(t => t.Kind is not SqlTokenKind.Separator).ToList();
+        if (DefinesModule(code))
+            return StatementControl.None;
+
         SavepointCommand? savepoint = null;
-        var dynamic = false;
+        var dynamicSql = new List<string>();
         for (var i = 0; i < code.Count; i++)
         {
-            if (code[i].Kind != SqlTokenKind.Word)
+            if (code[i].Kind is not (SqlTokenKind.Word or SqlTokenKind.QuotedName))
                 continue;
 
             var next = Word(code, i + 1);
-            switch (code[i].Text)
+            switch (code[i].Kind == SqlTokenKind.QuotedName ? code[i].Text.ToUpperInvariant() : code[i].Text)
             {
-                case "COMMIT":
+                case "COMMIT" when code[i].Kind == SqlTokenKind.Word:
                 case "BEGIN" when next is "TRAN" or "TRANSACTION" or "DISTRIBUTED":
                     return StatementControl.Ends;
                 case "ROLLBACK" when next is "TRAN" or "TRANSACTION":
@@ -117,23 +127,70 @@ internal static class TransactionStatements
                         return StatementControl.Ends;
                     savepoint = rolledBackTo;
                     break;
-                case "ROLLBACK":
+                case "ROLLBACK" when code[i].Kind == SqlTokenKind.Word:
                     return StatementControl.Ends;
                 case "SAVE" when next is "TRAN" or "TRANSACTION":
                     savepoint = Name(code, i + 2, SavepointAction.Save, SqlDialect.TSql) ?? savepoint;
                     break;
                 case "EXEC" or "EXECUTE" when i + 1 < code.Count && code[i + 1] is { Kind: SqlTokenKind.Symbol, Text: "(" }:
+                    dynamicSql.Add(ExecutedText(code, i + 1));
+                    break;
                 case "SP_EXECUTESQL":
-                    dynamic = true;
+                    if (StatementOfExecuteSql(code, i + 1) is { } statement)
+                        dynamicSql.Add(statement);
                     break;
             }
         }
 
-        if (dynamic && tokens.Any(t => t.Kind == SqlTokenKind.String && Classify(t.Text, SqlDialect.TSql) is { EndsTransaction: true } or { Savepoint: not null }))
+        if (dynamicSql.Any(text => Classify(text, SqlDialect.TSql) is { EndsTransaction: true } or { Savepoint: not null }))
             return StatementControl.Ends;
 
         // A savepoint statement counts as alone when the batch holds nothing else: its two keywords and its name.
         return new StatementControl(false, savepoint, savepoint is not null && code.Count == 3 ? 1 : 2);
+    }
+
+    /// <summary>Whether the batch begins with <c>CREATE</c>, <c>ALTER</c> or <c>CREATE OR ALTER</c> of a procedure, function or trigger.</summary>
+    static bool DefinesModule(List<SqlToken> code)
+    {
+        var i = Word(code, 0) switch
+        {
+            "CREATE" when Word(code, 1) == "OR" && Word(code, 2) == "ALTER" => 3,
+            "CREATE" or "ALTER" => 1,
+            _ => -1,
+        };
+        return i > 0 && Word(code, i) is "PROC" or "PROCEDURE" or "FUNCTION" or "TRIGGER";
+    }
+
+    /// <summary>The text <c>EXEC ( … )</c> runs: the string literals between its parentheses, joined in order.</summary>
+    static string ExecutedText(List<SqlToken> code, int open)
+    {
+        var text = new System.Text.StringBuilder();
+        var depth = 0;
+        for (var i = open; i < code.Count; i++)
+        {
+            if (code[i] is { Kind: SqlTokenKind.Symbol, Text: "(" })
+                depth++;
+            else if (code[i] is { Kind: SqlTokenKind.Symbol, Text: ")" } && --depth == 0)
+                break;
+            else if (code[i].Kind == SqlTokenKind.String)
+                text.Append(code[i].Text);
+        }
+
+        return text.ToString();
+    }
+
+    /// <summary>The statement <c>sp_executesql</c> runs when it is written out: its first argument, or the one named <c>@stmt</c>.</summary>
+    static string? StatementOfExecuteSql(List<SqlToken> code, int index)
+    {
+        if (index < code.Count && code[index].Kind == SqlTokenKind.String)
+            return code[index].Text;
+        for (var i = index; i + 2 < code.Count && code[i].Kind != SqlTokenKind.Separator; i++)
+        {
+            if (code[i] is { Kind: SqlTokenKind.Word, Text: "@STMT" } && code[i + 1] is { Kind: SqlTokenKind.Symbol, Text: "=" } && code[i + 2].Kind == SqlTokenKind.String)
+                return code[i + 2].Text;
+        }
+
+        return null;
     }
 
     static string? Word(List<SqlToken> tokens, int index) =>
