@@ -58,9 +58,11 @@ public static class Outside
     /// <summary>The application name of the checks' own connections: they bypass scopes on purpose, and are not reported for it.</summary>
     const string ApplicationName = "linq2db-testkit-checks";
 
-    public static DbConnection Open()
+    public static DbConnection Open() => Open(TestRun.Database);
+
+    /// <summary>A plain connection to <paramref name="database"/> that belongs to no scope.</summary>
+    public static DbConnection Open(TestDatabase database)
     {
-        var database = TestRun.Database;
         var connection = database.Provider.CreateConnection(database.Provider.ForDatabase(database.ConnectionString, null, ApplicationName));
         connection.Open();
         return connection;
@@ -98,9 +100,16 @@ public static class Outside
     /// Every committed row of every table of the run's database (not the kit's own schema), each table's rows as text in
     /// order, and where each identity and sequence stands: what a reset must restore exactly.
     /// </summary>
-    public static async Task<IReadOnlyDictionary<string, string>> StateAsync()
+    public static Task<IReadOnlyDictionary<string, string>> StateAsync() => StateAsync(TestRun.Database);
+
+    /// <summary>
+    /// What <see cref="StateAsync()"/> reads, of <paramref name="database"/>; on PostgreSQL each table's own rows
+    /// (<c>ONLY</c>: an inheritance parent without its children's), its materialized views and its large objects too.
+    /// </summary>
+    public static async Task<IReadOnlyDictionary<string, string>> StateAsync(TestDatabase database)
     {
-        await using var connection = Open();
+        var postgres = database.Provider.Name == "postgres";
+        await using var connection = Open(database);
         var tables = new List<string>();
         await using (var list = connection.CreateCommand())
         {
@@ -111,11 +120,21 @@ public static class Outside
                 tables.Add($"\"{reader.GetString(0)}\".\"{reader.GetString(1)}\"");
         }
 
+        if (postgres)
+        {
+            await using var views = connection.CreateCommand();
+            views.CommandText = "SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews WHERE ispopulated ORDER BY 1";
+            await using var reader = await views.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+                tables.Add(reader.GetString(0));
+            tables.Add("pg_catalog.pg_largeobject_metadata");
+        }
+
         var state = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var table in tables)
         {
             await using var select = connection.CreateCommand();
-            select.CommandText = $"SELECT * FROM {table}";
+            select.CommandText = postgres ? $"SELECT * FROM ONLY {table}" : $"SELECT * FROM {table}";
             var rows = new List<string>();
             await using var reader = await select.ExecuteReaderAsync();
             while (await reader.ReadAsync())
@@ -126,7 +145,7 @@ public static class Outside
 
         await using (var counters = connection.CreateCommand())
         {
-            counters.CommandText = TestRun.Database.Provider.Name == "sqlserver"
+            counters.CommandText = !postgres
                 ? "SELECT 'identity ' + OBJECT_NAME(object_id), CAST(last_value AS bigint) FROM sys.identity_columns WHERE OBJECTPROPERTY(object_id, 'IsMSShipped') = 0 AND OBJECT_SCHEMA_NAME(object_id) <> 'testkit' " +
                   "UNION ALL SELECT 'sequence ' + name, CAST(current_value AS bigint) FROM sys.sequences"
                 : "SELECT 'sequence ' || c.relname, pg_sequence_last_value(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND n.nspname <> 'testkit'";
@@ -138,9 +157,12 @@ public static class Outside
         return state;
     }
 
-    public static async Task<int> ExecuteAsync(string sql)
+    public static Task<int> ExecuteAsync(string sql) => ExecuteAsync(TestRun.Database, sql);
+
+    /// <summary>Runs <paramref name="sql"/> on a plain connection to <paramref name="database"/>: what it writes is committed.</summary>
+    public static async Task<int> ExecuteAsync(TestDatabase database, string sql)
     {
-        await using var connection = Open();
+        await using var connection = Open(database);
         await using var command = connection.CreateCommand();
         command.CommandText = sql;
         return await command.ExecuteNonQueryAsync();

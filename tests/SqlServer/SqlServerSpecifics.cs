@@ -84,6 +84,34 @@ public sealed class SqlServerSpecifics : ConformanceTest
     }
 
     [Test]
+    public void A_savepoint_name_over_32_characters_sent_as_SQL_is_refused_by_the_kit_too()
+    {
+        using var db = NewShop();
+        using var transaction = db.BeginTransaction();
+
+        Assert.That(() => db.Execute($"SAVE TRANSACTION {new string('s', 33)}"), Throws.ArgumentException.With.Message.Contains("at most 32"));
+        db.Insert(new Item { Name = Name("after") });
+        transaction.Commit();
+        Assert.That(db.Items.Count(i => i.Name.StartsWith(Tag)), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task A_write_under_SET_NOCOUNT_ON_that_another_connections_rollback_undoes_fails_the_test()
+    {
+        // Most stored procedures run with SET NOCOUNT ON, so the driver reports -1 rows; the write still counts.
+        using var transactional = NewShop();
+        using var other = NewShop();
+        using (var transaction = transactional.BeginTransaction())
+        {
+            other.Execute($"SET NOCOUNT ON; INSERT INTO items (name, quantity) VALUES (N'{Name("autocommitted")}', 1)");
+            transaction.Rollback();
+        }
+
+        var end = await Assert.ThrowsAsync<TestScopeException>(async () => await Scope.DisposeAsync());
+        Assert.That(end!.Message, Does.Contain("wrote outside any transaction of its own").And.Contain("SET NOCOUNT ON; INSERT"));
+    }
+
+    [Test]
     public void A_failed_statement_rolls_back_alone_and_the_test_goes_on()
     {
         using var db = NewShop();

@@ -69,6 +69,7 @@ public sealed class TestDatabase : IAsyncDisposable
         InterceptsConnections = options.InterceptConnections;
         if (InterceptsConnections)
             ConnectionInterception.EnsureInstalled();
+        ConnectionInterception.EnsureActivitiesRegistered();
         BypassWatch.EnsureWatching(provider);
         ServerConnectionString = givenConnectionString;
         ConnectionString = provider.LimitLockWaits(provider.ForDatabase(givenConnectionString, name, UnscopedApplicationName, kitConnection: false));

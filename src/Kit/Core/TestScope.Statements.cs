@@ -38,7 +38,8 @@ public sealed partial class TestScope
 
             await PrepareStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
             var result = await RunInTestTransaction(command, connection, behavior, async, run, cancellationToken).ConfigureAwait(false);
-            if (connection.Transaction is null && _ledger.Open.Count > 0 && (result is int affected ? affected > 0 : SqlScanner.Writes(sql, Provider.Dialect)))
+            // A count of -1 says nothing (SQL Server's SET NOCOUNT ON, most stored procedures): the SQL says whether it writes.
+            if (connection.Transaction is null && _ledger.Open.Count > 0 && (result is int affected and >= 0 ? affected > 0 : SqlScanner.Writes(sql, Provider.Dialect)))
                 _ledger.Wrote(connection, sql);
             if (result is DbDataReader reader)
                 _openReader = (reader, connection);

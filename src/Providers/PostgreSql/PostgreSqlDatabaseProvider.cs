@@ -436,11 +436,16 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     /// The digest sums a 64-bit hash of each row's text: it does not depend on the order of rows, and costs one pass over
     /// each table. The kit's own schema is left out.
     /// </remarks>
+    /// <remarks>
+    /// Tables (a partitioned table reads its partitions), populated materialized views, and the large objects' list
+    /// (<c>pg_largeobject_metadata</c>: a large object made or removed counts, a change of its contents does not).
+    /// </remarks>
     internal override string ListTablesSql => """
         SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'testkit')
+        WHERE (c.relkind IN ('r', 'p') OR c.relkind = 'm' AND c.relispopulated) AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'testkit')
           AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
+        UNION ALL SELECT 'pg_catalog.pg_largeobject_metadata'
         ORDER BY 1
         """;
 

@@ -111,6 +111,41 @@ public abstract class TruthSuite : ConformanceTest
         Assert.That(Scope.Trace, Does.Contain("the application's own savepoint inside"));
     }
 
+    [TestCase("save")]
+    [TestCase("rollback")]
+    public async Task A_savepoint_statement_that_names_one_of_the_kits_own_savepoints_is_refused(string action)
+    {
+        await using var connection = Scope.OpenConnection();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await RunAsync(connection, $"INSERT INTO items (name, quantity) VALUES ('{Name("kept")}', 1)", transaction);
+
+        Assert.That(() => RunAsync(connection, SavepointSql(action, "testkit_1"), transaction),
+            Throws.InvalidOperationException.With.Message.Contains("names testkit_1, one of the kit's own savepoints"));
+        await transaction.CommitAsync();
+        using var db = NewShop();
+        Assert.That(await NamesAsync(db), Is.EqualTo(new[] { "kept" }), "the kit's bookkeeping is intact: the commit kept the row");
+    }
+
+    [Test]
+    public async Task A_reader_asked_to_close_its_connection_closes_the_applications_handle_and_the_scope_goes_on()
+    {
+        // Dapper runs its query with CommandBehavior.CloseConnection when it opened the connection itself.
+        await using var connection = Scope.OpenConnection();
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText = $"SELECT COUNT(*) FROM items WHERE name LIKE '{Tag}%'";
+            await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.CloseConnection);
+            while (await reader.ReadAsync())
+                Assert.That(reader.GetInt64(0), Is.Zero);
+        }
+
+        Assert.That(connection.State, Is.EqualTo(System.Data.ConnectionState.Closed), "the handle is closed, as the driver would close its connection");
+        using var db = NewShop();
+        db.Insert(new App.Item { Name = Name("after") });
+        Assert.That(await NamesAsync(db), Is.EqualTo(new[] { "after" }), "the scope's own connection stayed open");
+        await EndScopeAndAssertNothingLeftAsync();
+    }
+
     [Test]
     public async Task A_savepoint_statement_outside_a_transaction_is_refused_as_production_would_refuse_it()
     {

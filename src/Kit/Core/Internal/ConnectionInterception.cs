@@ -54,11 +54,21 @@ internal static class ConnectionInterception
             application = DataProviderBase.OnConnectionCreated;
             installed = OnConnectionCreated;
             DataProviderBase.OnConnectionCreated = installed;
-            if (!activityRegistered)
-            {
-                ActivityService.AddFactory(AttachOnOpen.Factory);
-                activityRegistered = true;
-            }
+        }
+    }
+
+    /// <summary>
+    /// Registers the kit's hook into linq2db's activities, once per process: every provider-specific bulk copy on a
+    /// scope's connection needs it (<see cref="BulkCopyActivity"/>), whether or not contexts are intercepted.
+    /// </summary>
+    public static void EnsureActivitiesRegistered()
+    {
+        lock (Gate)
+        {
+            if (activityRegistered)
+                return;
+            ActivityService.AddFactory(AttachOnOpen.Factory);
+            activityRegistered = true;
         }
     }
 

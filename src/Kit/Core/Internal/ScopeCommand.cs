@@ -95,11 +95,21 @@ internal sealed class ScopeCommand : DbCommand
     public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken) =>
         Handle.Scope.Execute(this, CommandBehavior.Default, async: true, Scalar, cancellationToken).AsTask();
 
-    protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior) =>
-        Handle.Scope.Execute(this, behavior, async: false, Reader, CancellationToken.None).GetAwaiter().GetResult();
+    /// <remarks>
+    /// <see cref="CommandBehavior.CloseConnection"/> never reaches the driver, which would close the scope's connection:
+    /// the reader closes the application's handle instead (<see cref="ClosingReader"/>).
+    /// </remarks>
+    protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
+    {
+        var reader = Handle.Scope.Execute(this, behavior & ~CommandBehavior.CloseConnection, async: false, Reader, CancellationToken.None).GetAwaiter().GetResult();
+        return behavior.HasFlag(CommandBehavior.CloseConnection) ? new ClosingReader(reader, Handle) : reader;
+    }
 
-    protected override Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken) =>
-        Handle.Scope.Execute(this, behavior, async: true, Reader, cancellationToken).AsTask();
+    protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
+    {
+        var reader = await Handle.Scope.Execute(this, behavior & ~CommandBehavior.CloseConnection, async: true, Reader, cancellationToken).ConfigureAwait(false);
+        return behavior.HasFlag(CommandBehavior.CloseConnection) ? new ClosingReader(reader, Handle) : reader;
+    }
 
     protected override void Dispose(bool disposing)
     {
