@@ -24,6 +24,13 @@ namespace Linq2DbTestKit;
 public sealed class RealCommitSession : IAsyncDisposable, IDisposable
 {
     static readonly AsyncLocal<RealCommitSession?> CurrentSession = new();
+
+    /// <summary>
+    /// The session the calling flow asked for with <see cref="TestDatabase.BeginRealCommitsAsync"/>: claimed before the
+    /// method awaits anything, so that the claim flows on in the caller's code as a value set inside an async method
+    /// would not.
+    /// </summary>
+    static readonly AsyncLocal<Claim?> Claimed = new();
     static int active;
 
     readonly ChangeTracker _tracker;
@@ -39,8 +46,34 @@ public sealed class RealCommitSession : IAsyncDisposable, IDisposable
         Interlocked.Increment(ref active);
     }
 
-    /// <summary>The session of the test running in the calling flow; <see langword="null"/> when none is.</summary>
-    public static RealCommitSession? Current => CurrentSession.Value;
+    /// <summary>
+    /// The session of the calling flow: the running test's, or the one this flow began with
+    /// <see cref="TestDatabase.BeginRealCommitsAsync"/> and has not disposed; <see langword="null"/> when none is.
+    /// </summary>
+    public static RealCommitSession? Current => CurrentSession.Value ?? Claimed.Value?.Session;
+
+    /// <summary>Claims the session about to begin for the calling flow; called synchronously, before the session exists.</summary>
+    internal static Claim ClaimForCallingFlow()
+    {
+        var claim = new Claim();
+        Claimed.Value = claim;
+        return claim;
+    }
+
+    /// <summary>A session a flow asked for: set once it has begun, cleared when it ends.</summary>
+    internal sealed class Claim
+    {
+        public RealCommitSession? Session { get; set; }
+    }
+
+    Claim? _claim;
+
+    internal RealCommitSession WithClaim(Claim claim)
+    {
+        _claim = claim;
+        claim.Session = this;
+        return this;
+    }
 
     /// <summary>Whether a session runs anywhere in this process: requests of an application under test then reach the real database.</summary>
     internal static bool AnyActive => Volatile.Read(ref active) > 0;
@@ -95,6 +128,8 @@ public sealed class RealCommitSession : IAsyncDisposable, IDisposable
         finally
         {
             Interlocked.Decrement(ref active);
+            if (_claim is { } claim && claim.Session == this)
+                claim.Session = null;
             if (CurrentSession.Value == this)
                 CurrentSession.Value = null;
             Database.EndRealCommits();

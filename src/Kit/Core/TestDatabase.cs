@@ -455,9 +455,21 @@ public sealed class TestDatabase : IAsyncDisposable
     /// </summary>
     /// <exception cref="InvalidOperationException">The calling flow is inside a scope or a session of this database already.</exception>
     /// <exception cref="TestScopeException">Scopes stayed open for minutes; the message says how many.</exception>
-    public async Task<RealCommitSession> BeginRealCommitsAsync(CancellationToken cancellationToken = default)
+    /// <remarks>
+    /// The calling flow knows the session from the moment of the call (<see cref="RealCommitSession.Current"/>): a scope,
+    /// or a second session, begun in it while the session runs is refused at once instead of waiting for it forever.
+    /// </remarks>
+    public Task<RealCommitSession> BeginRealCommitsAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        RefuseSessionInSameFlow();
+        // Not an async method, so that the claim made here stays with the caller after it returns.
+        var claim = RealCommitSession.ClaimForCallingFlow();
+        return BeginClaimedRealCommitsAsync(claim, cancellationToken);
+    }
+
+    void RefuseSessionInSameFlow()
+    {
         if (TestScope.Current?.Database == this)
         {
             throw new InvalidOperationException(
@@ -467,7 +479,10 @@ public sealed class TestDatabase : IAsyncDisposable
 
         if (RealCommitSession.Current?.Database == this)
             throw new InvalidOperationException($"This flow is inside {RealCommitSession.Current} already: one session at a time.");
+    }
 
+    async Task<RealCommitSession> BeginClaimedRealCommitsAsync(RealCommitSession.Claim claim, CancellationToken cancellationToken)
+    {
         using (var patience = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
             patience.CancelAfter(RealCommitPatience);
@@ -491,7 +506,7 @@ public sealed class TestDatabase : IAsyncDisposable
             var leaked = await _changeTracker.BeginAsync(connection, cancellationToken).ConfigureAwait(false);
             if (leaked.Count > 0 && _leakCheck is not null)
                 await _leakCheck.NoteChangedBeforeSessionAsync(leaked, cancellationToken).ConfigureAwait(false);
-            return new RealCommitSession(this, _changeTracker);
+            return new RealCommitSession(this, _changeTracker).WithClaim(claim);
         }
         catch
         {

@@ -38,6 +38,9 @@ public sealed class DatabaseLifecycle : DatabaseLifecycleSuite;
 [Explicit("fails on purpose; NUnitIntegration runs it in a child test run")]
 public sealed class DeliberateFailure : DeliberateFailureSuite;
 
+[Explicit("fails on purpose; NUnitIntegration runs it in a child test run")]
+public sealed class DeliberateFailureOutsideDatabaseTest : DeliberateFailureOutsideDatabaseTestSuite;
+
 [Explicit("commits a row on purpose; NUnitIntegration runs it in a child test run")]
 public sealed class DeliberateLeak : DeliberateLeakSuite;
 

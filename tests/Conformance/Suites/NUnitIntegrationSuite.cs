@@ -40,6 +40,20 @@ public abstract class DeliberateFailureSuite : ConformanceTest
     }
 
     [Test]
+    public async Task Writes_through_a_connection_string_the_application_made_itself()
+    {
+        // As an application does that rebuilds the connection string with its own application name and pool settings.
+        var database = Linq2DbTestKit.NUnit.TestRun.Database;
+        await using var own = database.Provider.CreateConnection(database.Provider.ForDatabase(database.ConnectionString, null, "orders-service", kitConnection: false) + ";Pooling=false");
+        await own.OpenAsync();
+        await using var command = own.CreateCommand();
+        command.CommandText = $"INSERT INTO items (name, quantity) VALUES ('{RunTag}-own-string', 1)";
+        await command.ExecuteNonQueryAsync();
+        command.CommandText = $"DELETE FROM items WHERE name = '{RunTag}-own-string'";
+        await command.ExecuteNonQueryAsync();
+    }
+
+    [Test]
     public async Task Reads_through_a_connection_of_its_own()
     {
         var database = Linq2DbTestKit.NUnit.TestRun.Database;
@@ -77,6 +91,19 @@ public abstract class DeliberateFailureSuite : ConformanceTest
         db.Insert(new Item { Name = $"{RunTag}-exception" });
         transaction.Commit();
         throw new InvalidOperationException("this test throws on purpose");
+    }
+}
+
+/// <summary>
+/// A <see cref="Linq2DbTestKit.NUnit.RealCommitsAttribute"/> test of a class that is not a <see cref="Linq2DbTestKit.NUnit.DatabaseTest"/>: nothing
+/// would begin its session, so it fails. Run only by <see cref="NUnitIntegrationSuite"/>, in the same child run as <see cref="DeliberateFailureSuite"/>.
+/// </summary>
+public abstract class DeliberateFailureOutsideDatabaseTestSuite
+{
+    [Test]
+    [Linq2DbTestKit.NUnit.RealCommits]
+    public void Is_marked_real_commits_in_a_class_that_is_no_database_test()
+    {
     }
 }
 
@@ -137,6 +164,7 @@ public abstract class NUnitIntegrationSuite
         {
             "Fails_after_writing", "Throws_inside_a_committed_application_transaction", "Writes_through_a_connection_of_its_own",
             "Reads_through_a_connection_of_its_own", "Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds",
+            "Is_marked_real_commits_in_a_class_that_is_no_database_test", "Writes_through_a_connection_string_the_application_made_itself",
         }), log);
 
         string BypassMessage(string test)
@@ -145,12 +173,18 @@ public abstract class NUnitIntegrationSuite
             tests.Remove(test);
             Assert.That((string?)result.Attribute("outcome"), Is.EqualTo("Failed"), $"{test}: a test that bypassed its scope fails");
             var message = (string?)result.Descendants(ns + "Message").SingleOrDefault() ?? string.Empty;
-            Assert.That(message, Does.Contain("connected to the run's database with TestRun.Database.ConnectionString"), test);
+            Assert.That(message, Does.Contain("connected to the run's database on a connection of its own"), test);
             return message;
         }
 
+        Assert.That(tests.Remove("Is_marked_real_commits_in_a_class_that_is_no_database_test", out var outside), Is.True, "the child run ran it too");
+        Assert.That((string?)outside!.Attribute("outcome"), Is.EqualTo("Failed"));
+        Assert.That((string?)outside.Descendants(ns + "Message").SingleOrDefault(), Does.Contain("does not derive from DatabaseTest").And.Contain("BeginRealCommitsAsync"));
+
         Assert.That(BypassMessage("Writes_through_a_connection_of_its_own"),
             Does.Contain("What it wrote is committed").And.Contain("wrote: INSERT INTO items").And.Contain("wrote: DELETE FROM items"));
+        Assert.That(BypassMessage("Writes_through_a_connection_string_the_application_made_itself"),
+            Does.Contain("What it wrote is committed").And.Contain("wrote: INSERT INTO items"));
         Assert.That(BypassMessage("Reads_through_a_connection_of_its_own"),
             Does.Contain("It only read").And.Contain("read: SELECT COUNT(*) FROM items").And.Not.Contain("committed and outlives"));
         var waited = tests["Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds"];

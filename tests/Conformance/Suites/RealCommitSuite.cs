@@ -159,17 +159,20 @@ public abstract class RealCommitSessionSuite
             Assert.That(error!.Message, Does.Contain("cannot also commit for real"));
         }
 
-        await using var session = await TestRun.Database.BeginRealCommitsAsync();
-        RealCommitSession.SetCurrent(session);
-        try
+        // Through the public API alone: the flow that began the session knows it, and waits for nothing.
+        await using (var session = await TestRun.Database.BeginRealCommitsAsync())
         {
-            var error = await Assert.ThrowsAsync<InvalidOperationException>(() => TestRun.Database.BeginScopeAsync());
-            Assert.That(error!.Message, Does.Contain("has the run's database to itself"));
+            Assert.That(RealCommitSession.Current, Is.SameAs(session));
+            Assert.That(async () => await TestRun.Database.BeginScopeAsync().WaitAsync(TimeSpan.FromSeconds(10)),
+                Throws.InvalidOperationException.With.Message.Contains("has the run's database to itself"), "a scope is refused at once");
+            Assert.That(async () => await TestRun.Database.BeginRealCommitsAsync().WaitAsync(TimeSpan.FromSeconds(10)),
+                Throws.InvalidOperationException.With.Message.Contains("one session at a time"), "a second session is refused at once");
+            Assert.That(async () => await Task.Run(() => TestRun.Database.BeginScopeAsync()).WaitAsync(TimeSpan.FromSeconds(10)),
+                Throws.InvalidOperationException, "code the test starts is in its flow too");
         }
-        finally
-        {
-            RealCommitSession.SetCurrent(null);
-        }
+
+        Assert.That(RealCommitSession.Current, Is.Null, "the session ended");
+        await using var after = await TestRun.Database.BeginScopeAsync().WaitAsync(TimeSpan.FromSeconds(60));
     }
 }
 

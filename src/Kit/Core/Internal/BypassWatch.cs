@@ -14,9 +14,10 @@ internal sealed record ObservedStatement(string? ApplicationName, string? Databa
 /// <summary>
 /// Attributes statements that bypass a test's scope to the test, by the flow they ran in rather than by comparing
 /// clocks: the drivers report every statement in the calling flow (Npgsql's activities, SqlClient's diagnostic events),
-/// where <see cref="TestScope.Current"/> names the test. A statement counts when it ran on a connection made with
-/// <see cref="TestDatabase.ConnectionString"/> (application name <see cref="TestDatabase.UnscopedApplicationName"/>) to
-/// the scope's database.
+/// where <see cref="TestScope.Current"/> names the test. A statement counts when it ran on a connection of its own to
+/// the scope's database, whatever connection string made it: applications rebuild connection strings with their own
+/// application name and pool settings. Only the kit's own connections (application names <c>linq2db-testkit…</c>,
+/// but for <see cref="TestDatabase.UnscopedApplicationName"/>) are left out.
 /// </summary>
 /// <remarks>
 /// It costs no round trip: nothing is asked of the server. What runs outside any test's flow (a hosted service, another
@@ -39,9 +40,14 @@ internal static class BypassWatch
     static void OnStatement(ObservedStatement statement)
     {
         if (TestScope.Current is { } scope
-            && string.Equals(statement.ApplicationName, TestDatabase.UnscopedApplicationName, StringComparison.Ordinal)
+            && !IsKitConnection(statement.ApplicationName)
             && string.Equals(statement.Database, scope.Database.Name, StringComparison.Ordinal)
             && !scope.Database.Provider.IsLinqToDBVersionProbe(statement.Text))
             scope.RecordBypass(statement);
     }
+
+    static bool IsKitConnection(string? applicationName) =>
+        applicationName is not null
+        && applicationName.StartsWith(TestDatabase.ApplicationName, StringComparison.Ordinal)
+        && !string.Equals(applicationName, TestDatabase.UnscopedApplicationName, StringComparison.Ordinal);
 }

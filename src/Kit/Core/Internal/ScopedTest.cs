@@ -67,8 +67,8 @@ internal static class ScopedTest
             : statements.Any(s => s.Error is null)
                 ? "It only read: it saw the database as committed, without what this test wrote in its scope, and wrote nothing."
                 : "Its statements failed, so they committed nothing; a lock wait that timed out means the test's scope held the row it wanted.";
-        return $"While this test ran, code in it connected to the run's database with TestRun.Database.ConnectionString (application name " +
-               $"{TestDatabase.UnscopedApplicationName}) instead of joining {scope}. {outcome} Build linq2db contexts inside the test (they join its scope), " +
+        return $"While this test ran, code in it connected to the run's database on a connection of its own (from TestRun.Database.ConnectionString, or " +
+               $"a connection string the code made) instead of joining {scope}. {outcome} Build linq2db contexts inside the test (they join its scope), " +
                "use Scope.OpenConnection() for raw ADO.NET, and send requests with factory.CreateClient(Scope). Statements:\n  " +
                string.Join("\n  ", scope.Bypasses);
     }
