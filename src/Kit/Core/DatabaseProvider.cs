@@ -206,6 +206,9 @@ public abstract class DatabaseProvider
         return contents;
     }
 
+    /// <summary>A query of the server's databases and roles (logins): rows of a kind (<c>database</c>, <c>role</c>) and a name.</summary>
+    internal abstract string ListServerObjectsSql { get; }
+
     /// <summary>
     /// A query of the quoted names of the user tables, outside the kit's own <c>testkit</c> schema, ordered by name; where
     /// the digest needs them, each table's row repeats once per column with the column's quoted name and type.

@@ -76,7 +76,7 @@ public sealed class TestDatabase : IAsyncDisposable
         ScopeConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
         ChecksForLeaks = options.CheckForLeaks;
         if (ChecksForLeaks)
-            _leakCheck = new LeakCheck(this, provider.ForKitQueries(provider.ForDatabase(givenConnectionString, name, LeakCheckApplicationName)));
+            _leakCheck = new LeakCheck(this, provider.ForKitQueries(provider.ForDatabase(givenConnectionString, name, LeakCheckApplicationName)), adminConnectionString);
     }
 
     /// <summary>The provider of the database.</summary>

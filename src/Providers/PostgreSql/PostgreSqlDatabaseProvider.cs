@@ -436,6 +436,8 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     /// The digest sums a 64-bit hash of each row's text: it does not depend on the order of rows, and costs one pass over
     /// each table. The kit's own schema is left out.
     /// </remarks>
+    internal override string ListServerObjectsSql => "SELECT 'database', datname::text FROM pg_database UNION ALL SELECT 'role', rolname::text FROM pg_roles";
+
     /// <remarks>
     /// Tables (a partitioned table reads its partitions), populated materialized views, and the large objects' list
     /// (<c>pg_largeobject_metadata</c>: a large object made or removed counts, a change of its contents does not).

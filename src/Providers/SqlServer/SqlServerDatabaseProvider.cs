@@ -442,6 +442,9 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         "AND TYPE_NAME(c.system_type_id) NOT IN (N'timestamp', N'rowversion') " +
         "WHERE t.is_ms_shipped = 0 AND s.name <> N'testkit' AND t.temporal_type <> 1 ORDER BY 1, c.column_id";
 
+    internal override string ListServerObjectsSql =>
+        "SELECT N'database', name FROM sys.databases UNION ALL SELECT N'login', name FROM sys.server_principals WHERE type IN ('S', 'U', 'G', 'E', 'X')";
+
     internal override string TableContentsSql(string table, IReadOnlyList<TableColumn> columns, int index) =>
         columns.Count == 0
             ? $"SELECT {index}, COUNT_BIG(*), N'0' FROM {table}"

@@ -41,6 +41,26 @@ public abstract class DatabaseLifecycleSuite
     }
 
     [Test]
+    [NonParallelizable]   // another test's database would be reported too
+    public async Task A_database_a_test_creates_on_the_server_and_leaves_there_is_reported_by_the_leak_check()
+    {
+        await using var own = await OwnDatabase.CreateAsync("CREATE TABLE notes (id int NOT NULL PRIMARY KEY)");
+        var left = $"left_{Guid.NewGuid():N}"[..20];
+        await OnServerAsync($"CREATE DATABASE {left}");
+        try
+        {
+            Assert.That(await own.Database.FindLeaksAsync(), Does.Contain($"database {left}: created on the server during the run and not dropped"));
+        }
+        finally
+        {
+            await using var admin = Outside.OpenServer();
+            await Provider.DropDatabaseAsync(admin, left, CancellationToken.None);
+        }
+
+        Assert.That(await own.Database.FindLeaksAsync(), Is.Null, "dropped again, it is no leak");
+    }
+
+    [Test]
     public async Task Each_run_gets_a_database_of_its_own_that_is_dropped_at_the_end()
     {
         var first = await TestDatabase.CreateAsync(Provider, RunOptions);

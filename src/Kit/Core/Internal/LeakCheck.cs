@@ -11,13 +11,14 @@ namespace Linq2DbTestKit.Internal;
 /// It reads committed data only, so tests running meanwhile, whose writes are uncommitted, do not disturb it. It
 /// cannot tell which test committed a change; the per-test bypass report can, for code that runs in the test's flow.
 /// </remarks>
-internal sealed class LeakCheck(TestDatabase database, string connectionString)
+internal sealed class LeakCheck(TestDatabase database, string connectionString, string serverConnectionString)
 {
     readonly Lock _gate = new();
     readonly List<string> _leakedBeforeSessions = [];
     int _leakedBeforeSessionsReported;
     IReadOnlyDictionary<string, TableContents>? _prepared;
     IReadOnlyDictionary<string, TableContents>? _lastSeen;
+    IReadOnlySet<string>? _serverObjects;
 
     public bool HasPreparedState => Volatile.Read(ref _prepared) is not null;
 
@@ -35,8 +36,34 @@ internal sealed class LeakCheck(TestDatabase database, string connectionString)
         }
 
         contents ??= await ReadAsync(cancellationToken).ConfigureAwait(false);
+        var serverObjects = await ReadServerObjectsAsync(cancellationToken).ConfigureAwait(false);
         lock (_gate)
+        {
             _prepared = _lastSeen = contents;
+            _serverObjects = serverObjects;
+        }
+    }
+
+    /// <summary>
+    /// The server's databases and roles (logins), but for the kit's own (named <c>testkit_…</c>: the run databases of
+    /// this and other runs, templates): what a test that creates one must drop again.
+    /// </summary>
+    async Task<IReadOnlySet<string>> ReadServerObjectsAsync(CancellationToken cancellationToken)
+    {
+        var objects = new HashSet<string>(StringComparer.Ordinal);
+        await using var connection = database.Provider.CreateConnection(serverConnectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand();
+        command.CommandText = database.Provider.ListServerObjectsSql;
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var (kind, name) = (reader.GetString(0), reader.GetString(1));
+            if (!name.StartsWith("testkit_", StringComparison.OrdinalIgnoreCase))
+                objects.Add($"{kind} {name}");
+        }
+
+        return objects;
     }
 
     /// <summary>Keeps the recorded prepared state in the database, for the copies of a schema template made from it.</summary>
@@ -78,8 +105,12 @@ internal sealed class LeakCheck(TestDatabase database, string connectionString)
         if (Volatile.Read(ref _prepared) is not { } prepared)
             return null;
         var now = Describe(prepared, await ReadAsync(cancellationToken).ConfigureAwait(false));
+        var created = Volatile.Read(ref _serverObjects) is { } before
+            ? (await ReadServerObjectsAsync(cancellationToken).ConfigureAwait(false)).Except(before).Order(StringComparer.Ordinal)
+                .Select(created => $"{created}: created on the server during the run and not dropped")
+            : [];
         lock (_gate)
-            return Join(_leakedBeforeSessions.Distinct(StringComparer.Ordinal).Append(now));
+            return Join(_leakedBeforeSessions.Distinct(StringComparer.Ordinal).Append(now).Concat(created));
     }
 
     /// <summary>The changes since the last look, which this look replaces, and those found before sessions since: each change is reported once.</summary>
