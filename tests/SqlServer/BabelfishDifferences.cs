@@ -140,6 +140,18 @@ public sealed class BabelfishDifferences
     }
 
     [Test]
+    public void Sys_sequences_lists_no_sequence()
+    {
+        // Why a real-commit session on Babelfish rewinds no sequence: the kit finds them in sys.sequences.
+        using var connection = Open();
+        using var command = new SqlCommand("SELECT CASE WHEN OBJECT_ID(N'dbo.ticket_numbers') IS NOT NULL THEN 1 ELSE 0 END, (SELECT COUNT(*) FROM sys.sequences)", connection);
+        using var reader = command.ExecuteReader();
+        reader.Read();
+        Assert.That(reader.GetInt32(0), Is.EqualTo(1), "the schema's sequence ticket_numbers exists");
+        Assert.That(reader.GetInt32(1), Is.Zero, "and sys.sequences does not list it");
+    }
+
+    [Test]
     public void Alter_database_is_not_supported()
     {
         // Why the kit marks the run's database with a table, and drops it with KILL and DROP DATABASE (SqlServerDatabaseProvider).

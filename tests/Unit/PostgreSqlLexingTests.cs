@@ -109,3 +109,34 @@ public sealed class PostgreSqlLexingTests
     public void A_savepoint_among_other_statements_is_counted_with_them() =>
         Assert.That(Classify("INSERT INTO t VALUES (1); SAVEPOINT a").Statements, Is.EqualTo(2));
 }
+
+/// <summary>Statements a database runs only outside a transaction block, told apart so that a test scope can say what to do instead.</summary>
+public sealed class OutsideTransactionStatementTests
+{
+    const bool PostgreSql = true, TSql = false;
+
+    static SqlDialect Dialect(bool postgreSql) => postgreSql ? SqlDialect.PostgreSql : SqlDialect.TSql;
+
+    [TestCase("CREATE DATABASE app_copy", PostgreSql, "CREATE DATABASE")]
+    [TestCase("drop database if exists app_copy", PostgreSql, "DROP DATABASE")]
+    [TestCase("VACUUM ANALYZE items", PostgreSql, "VACUUM")]
+    [TestCase("CREATE INDEX CONCURRENTLY ix ON items (name)", PostgreSql, "CREATE INDEX CONCURRENTLY")]
+    [TestCase("CREATE UNIQUE INDEX CONCURRENTLY ix ON items (name)", PostgreSql, "CREATE UNIQUE INDEX CONCURRENTLY")]
+    [TestCase("REINDEX TABLE CONCURRENTLY items", PostgreSql, "REINDEX CONCURRENTLY")]
+    [TestCase("SELECT 1; ALTER SYSTEM SET work_mem = '64MB'", PostgreSql, "ALTER SYSTEM")]
+    [TestCase("ALTER DATABASE CURRENT SET RECOVERY SIMPLE", TSql, "ALTER DATABASE")]
+    [TestCase("BACKUP DATABASE app TO DISK = N'/tmp/app.bak'", TSql, "BACKUP")]
+    [TestCase("CREATE DATABASE [app copy]", TSql, "CREATE DATABASE")]
+    public void Is_told_apart(string sql, bool postgreSql, string statement) =>
+        Assert.That(TransactionStatements.OutsideTransactionOnly(sql, Dialect(postgreSql)), Is.EqualTo(statement));
+
+    [TestCase("SELECT * FROM databases", PostgreSql)]
+    [TestCase("CREATE INDEX ix ON items (name)", PostgreSql)]
+    [TestCase("INSERT INTO notes (text) VALUES ('CREATE DATABASE x')", PostgreSql)]
+    [TestCase("SELECT 'VACUUM'", PostgreSql)]
+    [TestCase("ALTER DATABASE app SET search_path = app", PostgreSql)]
+    [TestCase("SELECT name FROM sys.databases", TSql)]
+    [TestCase("EXEC backup_orders", TSql)]
+    public void Is_not_mistaken(string sql, bool postgreSql) =>
+        Assert.That(TransactionStatements.OutsideTransactionOnly(sql, Dialect(postgreSql)), Is.Null);
+}

@@ -25,6 +25,8 @@ public sealed partial class TestScope
         var control = Provider.ClassifyStatement(sql, Native);
         if (control.EndsTransaction)
             throw Misuse.TransactionStatement(sql, connection.Origin);
+        if (TransactionStatements.OutsideTransactionOnly(sql, Provider.Dialect) is { } outsideOnly)
+            throw Misuse.OutsideTransactionOnly(sql, connection.Origin, outsideOnly, Provider.DisplayName);
         if (System.Transactions.Transaction.Current is not null)
             throw Misuse.TransactionScope();
         if (!connection.TracedByLinqToDB)

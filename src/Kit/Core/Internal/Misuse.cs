@@ -53,6 +53,15 @@ internal static class Misuse
         "transactions as savepoints named testkit_…, and this statement would change them behind its back. Name your own savepoints otherwise, and end " +
         "transactions through the connection (Commit, Rollback).");
 
+    public static InvalidOperationException OutsideTransactionOnly(string sql, string origin, string statement, string database) => new(
+        $"{origin} sent {statement}, which {database} runs only outside a transaction, while every statement of a test scope runs in the test's " +
+        $"transaction: {Shorten(sql)}. " + OutsideTransactionAdvice);
+
+    /// <summary>What to do with a test that must run a statement no transaction may hold.</summary>
+    public const string OutsideTransactionAdvice =
+        "Mark the test [RealCommits] (it then commits for real, and the kit resets what it changed), or put it in a class that does not derive " +
+        "from DatabaseTest and clean up after it yourself (docs/outside-a-scope.md).";
+
     public static string Shorten(string sql)
     {
         var text = sql.Trim().ReplaceLineEndings(" ");

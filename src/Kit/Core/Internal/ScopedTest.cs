@@ -62,6 +62,13 @@ internal static class ScopedTest
         if (statements.Count == 0)
             return null;
 
+        if (statements.Select(s => TransactionStatements.OutsideTransactionOnly(s.Text, scope.Database.Provider.Dialect)).FirstOrDefault(s => s is not null) is { } outsideOnly)
+        {
+            return $"While this test ran, code in it ran {outsideOnly} on a connection of its own to the run's database. {scope.Database.Provider.DisplayName} " +
+                   "runs it only outside a transaction, so it cannot run in the test's scope, and what it did is not rolled back. " +
+                   $"{Misuse.OutsideTransactionAdvice} Statements:\n  " + string.Join("\n  ", scope.Bypasses);
+        }
+
         var outcome = statements.Any(s => s.Error is null && s.Writes)
             ? "What it wrote is committed and outlives the test."
             : statements.Any(s => s.Error is null)

@@ -193,6 +193,49 @@ internal static class TransactionStatements
         return null;
     }
 
+    /// <summary>
+    /// The first statement of <paramref name="sql"/> that the database refuses to run inside a transaction block
+    /// (<c>CREATE DATABASE</c>, <c>VACUUM</c>, <c>CREATE INDEX CONCURRENTLY</c>, <c>ALTER SYSTEM</c>; on SQL Server
+    /// <c>ALTER DATABASE</c>, <c>BACKUP</c>, <c>RESTORE</c>), as its first words; <see langword="null"/> when there is none.
+    /// </summary>
+    public static string? OutsideTransactionOnly(string sql, SqlDialect dialect)
+    {
+        var hints = dialect == SqlDialect.PostgreSql ? PostgreSqlOutsideHints : TSqlOutsideHints;
+        if (!hints.Any(hint => sql.Contains(hint, StringComparison.OrdinalIgnoreCase)))
+            return null;
+
+        var words = SqlScanner.Words(sql, dialect).ToList();
+        for (var i = 0; i < words.Count; i++)
+        {
+            if (!words[i].StartsStatement)
+                continue;
+
+            string? Next(int offset) => i + offset < words.Count && !words[i + offset].StartsStatement ? words[i + offset].Text : null;
+            var statement = (words[i].Text, Next(1), Next(2), Next(3)) switch
+            {
+                ("CREATE" or "DROP", "DATABASE", _, _) => $"{words[i].Text} DATABASE",
+                ("VACUUM", _, _, _) when dialect == SqlDialect.PostgreSql => "VACUUM",
+                ("ALTER", "SYSTEM", _, _) when dialect == SqlDialect.PostgreSql => "ALTER SYSTEM",
+                ("CREATE" or "DROP", "INDEX", "CONCURRENTLY", _) => $"{words[i].Text} INDEX CONCURRENTLY",
+                ("CREATE", "UNIQUE", "INDEX", "CONCURRENTLY") => "CREATE UNIQUE INDEX CONCURRENTLY",
+                ("REINDEX", _, "CONCURRENTLY", _) or ("REINDEX", _, _, "CONCURRENTLY") => "REINDEX CONCURRENTLY",
+                ("CREATE" or "DROP", "TABLESPACE", _, _) when dialect == SqlDialect.PostgreSql => $"{words[i].Text} TABLESPACE",
+                ("ALTER", "DATABASE", _, _) when dialect == SqlDialect.TSql => "ALTER DATABASE",
+                ("BACKUP" or "RESTORE", _, _, _) when dialect == SqlDialect.TSql => words[i].Text,
+                ("RECONFIGURE", _, _, _) when dialect == SqlDialect.TSql => "RECONFIGURE",
+                _ => null,
+            };
+            if (statement is not null)
+                return statement;
+        }
+
+        return null;
+    }
+
+    static readonly string[] PostgreSqlOutsideHints = ["database", "vacuum", "system", "concurrently", "tablespace"];
+
+    static readonly string[] TSqlOutsideHints = ["database", "backup", "restore", "reconfigure"];
+
     static string? Word(List<SqlToken> tokens, int index) =>
         index < tokens.Count && tokens[index].Kind == SqlTokenKind.Word ? tokens[index].Text : null;
 
