@@ -44,6 +44,17 @@ public abstract class ConformanceTest : DatabaseTest
         return names.Select(n => n[(Tag.Length + 1)..]).ToArray();
     }
 
+    /// <summary>
+    /// Ends the test's scope now, which must fail with a divergence from production saying <paramref name="says"/>, and
+    /// checks from outside that none of this test's rows remain.
+    /// </summary>
+    protected async Task EndScopeAndAssertDivergedAsync(string says)
+    {
+        Assert.That(async () => await Scope.DisposeAsync(),
+            Throws.InstanceOf<TestScopeException>().With.Message.Contains("behaved differently from production").And.Message.Contains(says));
+        Assert.That(await Outside.CountItemsAsync(Tag), Is.Zero, "rows of this test remain in the database after its scope ended");
+    }
+
     /// <summary>Ends the test's scope now and checks, on a connection of its own, that none of this test's rows remain.</summary>
     protected async Task EndScopeAndAssertNothingLeftAsync()
     {

@@ -51,6 +51,70 @@ public sealed class TransactionLedgerTests
     }
 
     [Test]
+    public void A_rollback_that_undoes_what_another_connection_committed_in_a_transaction_begun_later_is_a_divergence()
+    {
+        var a = Connection("a");
+        var b = Connection("b");
+        var outer = Begin(a);
+        var inner = Begin(b);
+        _ledger.Wrote(b, "INSERT committed");
+        _ledger.Committed(inner);
+
+        var effects = _ledger.PlanRollback(outer);
+
+        Assert.That(effects.LostWrites.Select(w => (w.Connection, w.Sql, w.CommittedIn)), Is.EqualTo(new[] { (b, "INSERT committed", (string?)inner.Name) }));
+    }
+
+    [Test]
+    public void Commits_nested_deeper_than_two_are_each_a_divergence_of_the_rollback_that_undoes_them()
+    {
+        var (a, b, c) = (Connection("a"), Connection("b"), Connection("c"));
+        var first = Begin(a);
+        var second = Begin(b);
+        var third = Begin(c);
+        _ledger.Wrote(c, "INSERT by c");
+        _ledger.Committed(third);
+        _ledger.Wrote(b, "UPDATE by b");
+        _ledger.Committed(second);
+        _ledger.Wrote(b, "DELETE by b, after its commit, outside any transaction");
+
+        var effects = _ledger.PlanRollback(first);
+
+        Assert.That(effects.LostWrites.Select(w => w.Sql), Is.EqualTo(new[] { "INSERT by c", "UPDATE by b", "DELETE by b, after its commit, outside any transaction" }));
+    }
+
+    [Test]
+    public void A_transaction_that_commits_no_write_or_nests_in_no_other_connections_is_no_divergence()
+    {
+        var (a, b) = (Connection("a"), Connection("b"));
+        var outer = Begin(a);
+        var readOnly = Begin(b);
+        _ledger.Committed(readOnly);
+        Assert.That(_ledger.PlanRollback(outer).LostWrites, Is.Empty, "it committed nothing");
+        _ledger.RolledBack(outer, _ledger.PlanRollback(outer));
+
+        var alone = Begin(b);
+        _ledger.Wrote(b, "INSERT alone");
+        _ledger.Committed(alone);
+        var later = Begin(a);
+        Assert.That(_ledger.PlanRollback(later).LostWrites, Is.Empty, "a commit before the rolled-back transaction began is not undone by it");
+    }
+
+    [Test]
+    public void What_a_transaction_rolled_back_to_its_own_savepoint_is_not_what_it_commits()
+    {
+        var (a, b) = (Connection("a"), Connection("b"));
+        var outer = Begin(a);
+        var inner = Begin(b);
+        inner.Savepoints["before"] = _ledger.Next();
+        _ledger.Wrote(b, "INSERT undone by its own savepoint");
+        _ledger.RolledBackToApplicationSavepoint(inner, "before");
+        _ledger.Committed(inner);
+
+        Assert.That(_ledger.PlanRollback(outer).LostWrites, Is.Empty);
+    }
+
+    [Test]
     public void A_rollback_that_undoes_another_connections_write_outside_a_transaction_is_a_divergence()
     {
         var a = Connection("a");

@@ -41,7 +41,7 @@ public sealed partial class TestScope
             await PrepareStatementSavepoint(async, cancellationToken).ConfigureAwait(false);
             var result = await RunInTestTransaction(command, connection, behavior, async, run, cancellationToken).ConfigureAwait(false);
             // A count of -1 says nothing (SQL Server's SET NOCOUNT ON, most stored procedures): the SQL says whether it writes.
-            if (connection.Transaction is null && _ledger.Open.Count > 0 && (result is int affected and >= 0 ? affected > 0 : SqlScanner.Writes(sql, Provider.Dialect)))
+            if (_ledger.Open.Count > 0 && (result is int affected and >= 0 ? affected > 0 : SqlScanner.Writes(sql, Provider.Dialect)))
                 _ledger.Wrote(connection, sql);
             if (result is DbDataReader reader)
                 _openReader = (reader, connection);
@@ -449,12 +449,19 @@ public sealed partial class TestScope
     {
         try
         {
+            var failed = false;
             if (_fatal is null && Provider.FailedStatementAbortsTransaction && _ledger.StatementSavepoint is null
                 && !await TryRunNative(Provider.HealthProbe, async, CancellationToken.None).ConfigureAwait(false))
             {
+                failed = true;
                 _ledger.Aborted("a provider-specific bulk copy", "the bulk copy failed; its error went to the application", connection.Origin);
                 TraceLog.Add("↑ the bulk copy failed and aborted the transaction");
             }
+
+            // Where a failed copy does not abort the transaction (SQL Server), the kit cannot tell it from one that wrote:
+            // it counts as a write.
+            if (!failed && _ledger.Open.Count > 0)
+                _ledger.Wrote(connection, "a provider-specific bulk copy");
 
             if (_fatal is null && !Provider.IsOpen(Outer))
             {

@@ -153,9 +153,14 @@ public sealed partial class TestScope
             TraceLog.Add($"{discarded.Owner.Origin}: transaction {discarded.Name} was rolled back with {transaction.Name}, begun before it on another connection");
         foreach (var write in effects.LostWrites)
         {
-            Diverged($"{write.Connection.Origin} wrote outside any transaction of its own ({Misuse.Shorten(write.Sql)}) while {transaction} was open; " +
-                     $"rolling back {transaction.Name} undid that write too, where production, with two connections, would have committed it at once. " +
-                     "Write it inside a transaction of its own connection, or test this in a real-commit test.");
+            Diverged(write.CommittedIn is { } committed
+                ? $"{write.Connection.Origin} committed its transaction {committed} ({Misuse.Shorten(write.Sql)}) while {transaction}, begun before it, " +
+                  $"was open; rolling back {transaction.Name} undid that commit too, where production, with two connections, would have kept what " +
+                  $"{write.Connection.Origin} committed. Let the later transaction begin after the earlier one ends, use one connection for both, or test " +
+                  "this in a real-commit test."
+                : $"{write.Connection.Origin} wrote outside any transaction of its own ({Misuse.Shorten(write.Sql)}) while {transaction} was open; " +
+                  $"rolling back {transaction.Name} undid that write too, where production, with two connections, would have committed it at once. " +
+                  "Write it inside a transaction of its own connection, or test this in a real-commit test.");
         }
     }
 

@@ -100,7 +100,12 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
             {
                 ThrowIfEnded();
                 if (_db is null or { IsDisposed: true })
-                    _db = new ScopeDataConnection(Options);
+                {
+                    _db = new ScopeDataConnection(Options.WithOptions<ConnectionOptions>(connection => connection with
+                    {
+                        ConnectionFactory = _ => NewConnection("Scope.Db", tracedByLinqToDB: true, testsOwn: true),
+                    }));
+                }
                 return _db;
             }
         }
@@ -308,10 +313,10 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
             throw Misuse.ScopeEnded(this);
     }
 
-    TestScopeConnection NewConnection(string kind, bool tracedByLinqToDB)
+    TestScopeConnection NewConnection(string kind, bool tracedByLinqToDB, bool testsOwn = false)
     {
         ThrowIfEnded();
-        return new TestScopeConnection(this, $"{kind} #{Interlocked.Increment(ref _connectionNumber)}", tracedByLinqToDB);
+        return new TestScopeConnection(this, $"{kind} #{Interlocked.Increment(ref _connectionNumber)}", tracedByLinqToDB, testsOwn: testsOwn);
     }
 
     /// <summary>A handle for a context the application built itself, in place of the connection linq2db created for it.</summary>

@@ -126,6 +126,49 @@ public abstract class MisuseSuite : ConformanceTest
     }
 
     [Test]
+    public async Task A_rollback_that_takes_another_connections_commit_and_its_writes_after_it_names_each()
+    {
+        using var first = NewShop();
+        using var second = NewShop();
+        var outer = first.BeginTransaction();
+        using (var inner = second.BeginTransaction())
+        {
+            second.Insert(new Item { Name = Name("committed") });
+            inner.Commit();
+        }
+
+        second.Insert(new Item { Name = Name("autocommitted-after-the-commit") });
+        outer.Rollback();
+
+        Assert.That(second.Items.Count(i => i.Name.StartsWith(Tag)), Is.Zero, "in the scope both went with the other connection's transaction");
+        Assert.That(Scope.Divergences, Has.Count.EqualTo(2)
+            .And.One.Contains("DataConnection #2 committed its transaction")
+            .And.One.Contains("DataConnection #2 wrote outside any transaction of its own"));
+        await EndScopeAndAssertDivergedAsync("committed its transaction");
+    }
+
+    [Test]
+    public async Task A_rollback_that_takes_what_raw_ADO_committed_on_another_connection_fails_the_test()
+    {
+        await using var first = Scope.OpenConnection();
+        await using var second = Scope.OpenConnection();
+        await using var outer = await first.BeginTransactionAsync();
+        await using (var inner = await second.BeginTransactionAsync())
+        {
+            await using var insert = second.CreateCommand();
+            insert.Transaction = inner;
+            insert.CommandText = $"INSERT INTO items (name, quantity) VALUES ('{Name("raw")}', 1)";
+            await insert.ExecuteNonQueryAsync();
+            await inner.CommitAsync();
+        }
+
+        await outer.RollbackAsync();
+
+        Assert.That(Scope.Divergences, Has.Count.EqualTo(1).And.One.Contains("connection #2 committed its transaction").And.One.Contains("INSERT INTO items"));
+        await EndScopeAndAssertDivergedAsync("committed its transaction");
+    }
+
+    [Test]
     public void A_write_outside_a_transaction_that_no_rollback_undoes_is_no_divergence()
     {
         using var first = NewShop();

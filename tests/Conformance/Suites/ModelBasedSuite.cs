@@ -233,7 +233,11 @@ public abstract class ModelBasedSuite
     }
 
     /// <summary>An open transaction of the model: its connection, the rows before it began, and the step that began it.</summary>
-    sealed record OpenTransaction(int Connection, Dictionary<int, int> Before, int Step);
+    sealed record OpenTransaction(int Connection, Dictionary<int, int> Before, int Step)
+    {
+        /// <summary>Whether it wrote: what its commit makes durable in production.</summary>
+        public bool Wrote { get; set; }
+    }
 
     /// <summary>One program against one scope, and the model of what it must see.</summary>
     sealed class ProgramRun : IAsyncDisposable
@@ -340,8 +344,7 @@ public abstract class ModelBasedSuite
                     }
                     else
                     {
-                        _open.RemoveAt(_open.Count - 1);
-                        _held[c] = Held.None;
+                        Committed();
                     }
 
                     return;
@@ -400,10 +403,14 @@ public abstract class ModelBasedSuite
                 case BulkCopy copy when _rows.ContainsKey(copy.Key):
                     await ExpectBulkCopyFailureAsync(copy);
                     StatementFailed();
+                    // Where a failed copy does not abort the transaction (SQL Server), the kit counts it as a write.
+                    if (!_failuresAbort)
+                        Wrote(c);
                     break;
                 case BulkCopy copy:
                     await BulkCopyAsync(copy);
                     _rows[copy.Key] = copy.Value;
+                    Wrote(c);
                     break;
             }
         }
@@ -430,8 +437,23 @@ public abstract class ModelBasedSuite
         /// </summary>
         void Wrote(int connection)
         {
-            if (_held[connection] != Held.Active && _open.Any(o => o.Connection != connection))
+            if (_held[connection] == Held.Active)
+                _open.Single(o => o.Connection == connection).Wrote = true;
+            else if (_open.Any(o => o.Connection != connection))
                 _unprotectedWrites.Add((connection, _step));
+        }
+
+        /// <summary>
+        /// The innermost transaction committed. What it wrote is durable in production; here it nests in the transactions
+        /// of other connections begun before it, and a rollback of one of them would undo it.
+        /// </summary>
+        void Committed()
+        {
+            var committed = _open[^1];
+            _open.RemoveAt(_open.Count - 1);
+            _held[committed.Connection] = Held.None;
+            if (committed.Wrote && _open.Any(o => o.Connection != committed.Connection))
+                _unprotectedWrites.Add((committed.Connection, _step));
         }
 
         /// <summary>The open transaction at <paramref name="index"/> rolled back: it and those begun after it end.</summary>
@@ -527,6 +549,7 @@ public abstract class ModelBasedSuite
                 await ExecuteAsync(step, $"INSERT INTO items (name, quantity) VALUES ('{Name(step.Key)}', {step.Value})");
                 Expect(!exists, "a duplicate insert succeeded");
                 _rows[step.Key] = step.Value;
+                Wrote(step.Connection);
                 await StepAsync(new Commit(step.Connection, step.Async), _step - 1);
             }
             catch (DbException exception) when (exists && exception is not TestScopeException)
@@ -628,8 +651,7 @@ public abstract class ModelBasedSuite
             try
             {
                 await commit;
-                _open.RemoveAt(_open.Count - 1);
-                _held[inner] = Held.None;
+                Committed();
                 RolledBack(_open.FindIndex(o => o.Connection == outer));
             }
             catch (TestScopeException exception) when (exception.Message.Contains("rolled back because", StringComparison.Ordinal))

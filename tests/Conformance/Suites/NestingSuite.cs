@@ -26,7 +26,7 @@ public abstract class NestingSuite(Mode mode, TransactionCalls calls) : Conforma
     }
 
     [Test]
-    public async Task Inner_commit_is_undone_by_outer_rollback()
+    public async Task An_outer_rollback_that_takes_what_another_connection_committed_fails_the_test()
     {
         using var outer = NewShop();
         using var inner = NewShop();
@@ -40,8 +40,12 @@ public abstract class NestingSuite(Mode mode, TransactionCalls calls) : Conforma
 
         await _app.RollbackAsync(outerTransaction);
 
+        // In the scope the inner savepoint was inside the outer one; in production the inner connection's commit was durable.
         Assert.That(await NamesAsync(outer, mode), Is.Empty);
-        await EndScopeAndAssertNothingLeftAsync();
+        Assert.That(Scope.Divergences, Has.Count.EqualTo(1));
+        Assert.That(Scope.Divergences[0], Does.Contain("DataConnection #2 committed its transaction").And.Contain("of DataConnection #1, begun before it")
+            .And.Contain("INSERT").And.Contain("would have kept what DataConnection #2 committed").And.Contain("real-commit test"));
+        await EndScopeAndAssertDivergedAsync("committed its transaction");
     }
 
     [Test]
@@ -63,7 +67,7 @@ public abstract class NestingSuite(Mode mode, TransactionCalls calls) : Conforma
     }
 
     [Test]
-    public async Task Three_levels_the_middle_rollback_takes_the_committed_innermost_with_it()
+    public async Task Three_levels_the_first_rollback_takes_both_commits_of_the_others_and_says_so_for_each()
     {
         using var first = NewShop();
         using var second = NewShop();
@@ -76,12 +80,60 @@ public abstract class NestingSuite(Mode mode, TransactionCalls calls) : Conforma
         var level3 = await _app.BeginAsync(third);
         await _app.InsertAsync(third, Name("3"));
         await _app.CommitAsync(level3);
+        await _app.CommitAsync(level2);
         Assert.That(await NamesAsync(first, mode), Is.EqualTo(new[] { "1", "2", "3" }));
+
+        await _app.RollbackAsync(level1);
+
+        Assert.That(await NamesAsync(first, mode), Is.Empty);
+        Assert.That(Scope.Divergences, Has.Count.EqualTo(2));
+        Assert.That(Scope.Divergences, Has.One.Contains("DataConnection #3 committed its transaction").And.One.Contains("DataConnection #2 committed its transaction"));
+        await EndScopeAndAssertDivergedAsync("committed its transaction");
+    }
+
+    [Test]
+    public async Task A_middle_rollback_that_takes_the_innermost_commit_fails_the_test()
+    {
+        using var first = NewShop();
+        using var second = NewShop();
+        using var third = NewShop();
+
+        var level1 = await _app.BeginAsync(first);
+        await _app.InsertAsync(first, Name("1"));
+        var level2 = await _app.BeginAsync(second);
+        await _app.InsertAsync(second, Name("2"));
+        var level3 = await _app.BeginAsync(third);
+        await _app.InsertAsync(third, Name("3"));
+        await _app.CommitAsync(level3);
 
         await _app.RollbackAsync(level2);
         await _app.CommitAsync(level1);
 
         Assert.That(await NamesAsync(first, mode), Is.EqualTo(new[] { "1" }));
+        Assert.That(Scope.Divergences, Has.Count.EqualTo(1).And.One.Contains("DataConnection #3 committed its transaction").And.One.Contains("of DataConnection #2, begun before it"));
+        await EndScopeAndAssertDivergedAsync("committed its transaction");
+    }
+
+    [Test]
+    public async Task A_commit_with_no_write_and_one_that_no_rollback_undoes_are_no_divergence()
+    {
+        using var outer = NewShop();
+        using var inner = NewShop();
+
+        var outerTransaction = await _app.BeginAsync(outer);
+        var readOnly = await _app.BeginAsync(inner);
+        _ = await NamesAsync(inner, mode);
+        await _app.CommitAsync(readOnly);
+        await _app.RollbackAsync(outerTransaction);
+
+        var again = await _app.BeginAsync(outer);
+        var kept = await _app.BeginAsync(inner);
+        await _app.InsertAsync(inner, Name("kept"));
+        await _app.CommitAsync(kept);
+        await _app.CommitAsync(again);
+
+        Assert.That(Scope.Divergences, Is.Empty);
+        Assert.That(await NamesAsync(outer, mode), Is.EqualTo(new[] { "kept" }));
         await EndScopeAndAssertNothingLeftAsync();
     }
 

@@ -126,6 +126,22 @@ public abstract partial class ProfilesApiSuite : ConformanceTest
     }
 
     [Test]
+    public async Task A_test_transaction_rolled_back_around_requests_that_committed_fails_the_test()
+    {
+        // Each request commits its own transaction; the application context of the test began one before them, on
+        // another connection. In production the requests' commits stay; in the scope the test's rollback takes them.
+        await using var db = AppDb();
+        var transaction = await db.BeginTransactionAsync();
+        await CreateAsync(Name("first"));
+        await CreateAsync(Name("second"));
+        await transaction.RollbackAsync();
+
+        Assert.That(Scope.Divergences, Has.Count.EqualTo(2).And.All.Contains("committed its transaction").And.All.Contains("would have kept what"));
+        Assert.That(async () => await Scope.DisposeAsync(), Throws.InstanceOf<TestScopeException>().With.Message.Contains("behaved differently from production"));
+        Assert.That(await Outside.CountAsync("profiles", Tag), Is.Zero, "profiles of this test remain after its scope ended");
+    }
+
+    [Test]
     public async Task The_batch_endpoint_rolls_back_only_the_failing_items_and_leaves_nothing_after_the_test()
     {
         await CreateAsync(Name("taken"));

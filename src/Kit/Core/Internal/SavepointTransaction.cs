@@ -27,6 +27,9 @@ internal sealed class SavepointTransaction : DbTransaction
     /// <summary>When it began, in the scope's order of savepoints and failures.</summary>
     public long Sequence { get; }
 
+    /// <summary>The statements that could change data it ran, with when: what its commit makes durable in production.</summary>
+    public List<(long Sequence, string Sql)> Writes { get; } = [];
+
     /// <summary>The savepoints the application took inside this transaction, by name, with when it took them.</summary>
     public Dictionary<string, long> Savepoints { get; } = new(StringComparer.Ordinal);
 

@@ -19,13 +19,20 @@ internal sealed class TestScopeConnection : DbConnection
     int _interceptorAttached;
     string? _divergence;
 
-    public TestScopeConnection(TestScope scope, string origin, bool tracedByLinqToDB, bool adoptedFromApplication = false)
+    public TestScopeConnection(TestScope scope, string origin, bool tracedByLinqToDB, bool adoptedFromApplication = false, bool testsOwn = false)
     {
         Scope = scope;
         Origin = origin;
         TracedByLinqToDB = tracedByLinqToDB;
         AdoptedFromApplication = adoptedFromApplication;
+        TestsOwn = testsOwn;
     }
+
+    /// <summary>
+    /// Whether it is the connection of <see cref="TestScope.Db"/>, the test's own: a transaction the test holds on it
+    /// around application code may undo what that code committed inside it, by the test's intent.
+    /// </summary>
+    public bool TestsOwn { get; }
 
     public TestScope Scope { get; }
 

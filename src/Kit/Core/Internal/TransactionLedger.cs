@@ -10,9 +10,9 @@ namespace Linq2DbTestKit.Internal;
 /// <para>
 /// Application transactions are savepoints of the test's one transaction, so they nest in the order they begin,
 /// whichever connection of the scope began them. In production, transactions of different connections are independent.
-/// The ledger notices the two places where that difference changes what the test sees: a rollback that takes another
+/// The ledger notices the places where that difference changes what the test sees: a rollback that takes another
 /// connection's transaction with it, and a rollback that takes with it what another connection wrote outside any
-/// transaction (which production would have committed at once).
+/// transaction, or committed in a transaction of its own begun later (which production would have made durable).
 /// </para>
 /// <para>
 /// On PostgreSQL a failed statement aborts the transaction until a rollback to a savepoint taken before it. Failures
@@ -53,12 +53,17 @@ internal sealed class TransactionLedger
         return AbortedBy is { } failure && failure.Sequence > transaction.Sequence ? CommitPlan.RollBackAsAborted : CommitPlan.Release;
     }
 
+    /// <summary>
+    /// <paramref name="transaction"/> committed. In production its writes are now durable; here they nest in the
+    /// transactions of other connections begun before it and still open, whose rollback would undo them: such a commit
+    /// is kept like a write outside any transaction, for <see cref="PlanRollback"/> to find.
+    /// </summary>
     public void Committed(SavepointTransaction transaction)
     {
         _open.Remove(transaction);
         transaction.End(SavepointState.Committed);
-
-        // Its writes now belong to whatever encloses it; a write outside a transaction that it protected is still unprotected.
+        if (transaction.Writes.Count > 0 && _open.Any(o => o.Owner != transaction.Owner))
+            _unprotectedWrites.Add(new UnprotectedWrite(transaction.Owner, string.Join("; ", transaction.Writes.Select(w => w.Sql)), Next(), transaction.Name));
     }
 
     /// <summary>
@@ -70,7 +75,10 @@ internal sealed class TransactionLedger
     {
         var index = _open.IndexOf(transaction);
         var discarded = _open.Skip(index + 1).ToArray();
-        var lostWrites = _unprotectedWrites.Where(w => w.Sequence > transaction.Sequence && w.Connection != transaction.Owner).ToArray();
+        // The test's own transaction (Scope.Db) may undo what application code did inside it: that is the test's intent.
+        var lostWrites = transaction.Owner.TestsOwn
+            ? []
+            : _unprotectedWrites.Where(w => w.Sequence > transaction.Sequence && w.Connection != transaction.Owner).ToArray();
         return new RollbackEffects(index, discarded, lostWrites);
     }
 
@@ -96,6 +104,7 @@ internal sealed class TransactionLedger
             if (AbortedBy is { } failure && failure.Sequence > taken)
                 AbortedBy = null;
             _unprotectedWrites.RemoveAll(w => w.Sequence > taken);
+            transaction.Writes.RemoveAll(w => w.Sequence > taken);
         }
     }
 
@@ -103,12 +112,15 @@ internal sealed class TransactionLedger
     public void Aborted(string sql, string error, string origin) => AbortedBy ??= new FailedStatement(sql, error, Next(), origin);
 
     /// <summary>
-    /// A statement that could change data ran on <paramref name="connection"/>. Outside any transaction of its own, while
-    /// another connection's transaction is open, it is committed at once in production but nests in that transaction here.
+    /// A statement that could change data ran on <paramref name="connection"/>. Inside a transaction of its own, it is
+    /// that transaction's, until it commits (<see cref="Committed"/>). Outside any, while another connection's
+    /// transaction is open, it is committed at once in production but nests in that transaction here.
     /// </summary>
     public void Wrote(TestScopeConnection connection, string sql)
     {
-        if (connection.Transaction is null && _open.Any(o => o.Owner != connection))
+        if (connection.Transaction is { } own)
+            own.Writes.Add((Next(), sql));
+        else if (_open.Any(o => o.Owner != connection))
             _unprotectedWrites.Add(new UnprotectedWrite(connection, sql, Next()));
     }
 
@@ -124,6 +136,8 @@ internal sealed class TransactionLedger
             if (AbortedBy is { } failure && failure.Sequence > taken)
                 AbortedBy = null;
             _unprotectedWrites.RemoveAll(w => w.Sequence > taken);
+            foreach (var open in _open)
+                open.Writes.RemoveAll(w => w.Sequence > taken);
         }
 
         StatementSavepoint = null;
@@ -162,8 +176,11 @@ internal enum CommitPlan
 /// <param name="LostWrites">Writes of other connections outside any transaction, made after it began.</param>
 internal sealed record RollbackEffects(int Index, IReadOnlyList<SavepointTransaction> Discarded, IReadOnlyList<UnprotectedWrite> LostWrites);
 
-/// <summary>A write that production would have committed at once, nested in another connection's transaction.</summary>
-internal sealed record UnprotectedWrite(TestScopeConnection Connection, string Sql, long Sequence);
+/// <summary>
+/// A write that production would have made durable at once, nested in another connection's transaction: one outside any
+/// transaction, or all the writes of a transaction that committed (<paramref name="CommittedIn"/>).
+/// </summary>
+internal sealed record UnprotectedWrite(TestScopeConnection Connection, string Sql, long Sequence, string? CommittedIn = null);
 
 /// <summary>A statement that aborted the transaction; <paramref name="Sequence"/> orders it among the savepoints.</summary>
 internal sealed record FailedStatement(string Sql, string Error, long Sequence, string Origin);
