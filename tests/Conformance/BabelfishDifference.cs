@@ -42,6 +42,12 @@ public sealed class BabelfishDifference
         "no deadlock priority",
         "SET DEADLOCK_PRIORITY LOW is accepted and ignored: the victim is the session whose deadlock check runs first, as on PostgreSQL");
 
+    /// <summary>Babelfish's <c>DBCC CHECKIDENT</c> waits for other transactions that wrote the table.</summary>
+    public static readonly BabelfishDifference CheckIdentWaits = new(
+        "DBCC CHECKIDENT waits",
+        "DBCC CHECKIDENT … RESEED waits for every other open transaction that inserted into the table, where SQL Server reseeds at once: a real-commit " +
+        "session's reset that rewinds an identity waits for a class's uncommitted seed rows in that table");
+
     /// <summary>Whether the run's server is Babelfish.</summary>
     public static bool OnBabelfish =>
         TestRun.Database is { Provider.Name: "sqlserver", ServerDescription: { } server } && server.StartsWith("Babelfish", StringComparison.Ordinal);

@@ -128,6 +128,31 @@ public sealed class BabelfishDifferences
     }
 
     [Test]
+    public void Checkident_waits_for_another_transaction_that_inserted_into_the_table()
+    {
+        using var setUp = Open();
+        using (var create = new SqlCommand("CREATE TABLE dbo.babelfish_identity (id int IDENTITY PRIMARY KEY, name nvarchar(20) NOT NULL); INSERT INTO dbo.babelfish_identity (name) VALUES (N'a')", setUp))
+            create.ExecuteNonQuery();
+        try
+        {
+            using var writer = Open();
+            using var transaction = writer.BeginTransaction();
+            new SqlCommand("INSERT INTO dbo.babelfish_identity (name) VALUES (N'uncommitted')", writer, transaction).ExecuteNonQuery();
+
+            using var reseeding = Open();
+            using var reseed = new SqlCommand("DBCC CHECKIDENT ('dbo.babelfish_identity', RESEED, 1) WITH NO_INFOMSGS", reseeding) { CommandTimeout = 3 };
+            Assert.That(() => reseed.ExecuteNonQuery(), Throws.InstanceOf<SqlException>().With.Message.Contains("Timeout"), BabelfishDifference.CheckIdentWaits.Description);
+            transaction.Rollback();
+        }
+        finally
+        {
+            SqlConnection.ClearAllPools();
+            using var drop = new SqlCommand("DROP TABLE dbo.babelfish_identity", Open());
+            drop.ExecuteNonQuery();
+        }
+    }
+
+    [Test]
     public void Plus_adds_binary_values_as_numbers_and_binary_turns_into_no_text()
     {
         // Why the leak check's digest never joins binary values nor turns them into text (SqlServerDatabaseProvider).

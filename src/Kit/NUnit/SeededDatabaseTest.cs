@@ -8,9 +8,9 @@ namespace Linq2DbTestKit.NUnit;
 /// </summary>
 /// <remarks>
 /// <para>
-/// The tests of such a class share one connection, so they run one after another, whatever
-/// <c>[Parallelizable]</c> says: the kit makes each wait for the one before. Classes still run in parallel with each
-/// other.
+/// The tests of such a class share one connection, so they run one after another on the class's own worker, whatever
+/// <c>[Parallelizable]</c> says: the class is <c>[SingleThreaded]</c>. Classes still run in parallel with each other, and
+/// no worker ever waits for a test that has not begun.
 /// </para>
 /// <para>
 /// Inside <see cref="SeedAsync"/>, <see cref="DatabaseTest.Scope"/> and <see cref="DatabaseTest.Db"/> are the class's,
@@ -20,6 +20,7 @@ namespace Linq2DbTestKit.NUnit;
 /// </para>
 /// <para>A <see cref="RealCommitsAttribute"/> test cannot be part of such a class: it would wait for the class's transaction forever.</para>
 /// </remarks>
+[global::NUnit.Framework.SingleThreaded]
 public abstract class SeededDatabaseTest : DatabaseTest
 {
     /// <summary>Inserts the class's seed data. Runs once, in the class's transaction, before its first test.</summary>

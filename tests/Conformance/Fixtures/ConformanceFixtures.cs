@@ -41,14 +41,27 @@ public sealed class DeliberateFailure : DeliberateFailureSuite;
 [Explicit("fails on purpose; NUnitIntegration runs it in a child test run")]
 public sealed class DeliberateFailureOutsideDatabaseTest : DeliberateFailureOutsideDatabaseTestSuite;
 
+[Explicit("fails on purpose; NUnitIntegration runs it in a child test run")]
+public sealed class DeliberateFailureInASeed : DeliberateFailureInASeedSuite;
+
 [Explicit("commits a row on purpose; NUnitIntegration runs it in a child test run")]
 public sealed class DeliberateLeak : DeliberateLeakSuite;
+
+[Explicit("a stress of NUnit's scheduling; NUnitIntegration runs it in child test runs")]
+[TestFixtureSource(typeof(ContendedSeedSuite), nameof(ContendedSeedSuite.Instances))]
+public sealed class ContendedSeedFirst(int instance) : ContendedSeedSuite(instance);
+
+[Explicit("a stress of NUnit's scheduling; NUnitIntegration runs it in child test runs")]
+[TestFixtureSource(typeof(ContendedSeedSuite), nameof(ContendedSeedSuite.Instances))]
+public sealed class ContendedSeedSecond(int instance) : ContendedSeedSuite(instance);
 
 public sealed class NUnitIntegration : NUnitIntegrationSuite
 {
     protected override string DeliberateFailureFixture => typeof(DeliberateFailure).FullName!;
 
     protected override string DeliberateLeakFixture => typeof(DeliberateLeak).FullName!;
+
+    protected override string ContendedSeedFixtures => "Linq2DbTestKit.Tests.ContendedSeed";
 }
 
 public sealed class ProfilesApi : ProfilesApiSuite;

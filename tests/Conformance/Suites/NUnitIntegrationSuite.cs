@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Xml.Linq;
 using Linq2DbTestKit.Conformance.App;
+using Linq2DbTestKit.NUnit;
 using LinqToDB;
+using LinqToDB.Async;
 using NUnit.Framework;
 
 namespace Linq2DbTestKit.Conformance.Suites;
@@ -127,6 +129,64 @@ public abstract class DeliberateFailureOutsideDatabaseTestSuite
 }
 
 /// <summary>
+/// A class whose seed throws: each of its tests fails saying so, the first one too. Run only by
+/// <see cref="NUnitIntegrationSuite"/>, in the same child run as <see cref="DeliberateFailureSuite"/>.
+/// </summary>
+public abstract class DeliberateFailureInASeedSuite : SeededDatabaseTest
+{
+    protected override Task SeedAsync() => throw new InvalidOperationException("the seed fails on purpose");
+
+    [Test]
+    public void First_test_of_a_class_whose_seed_fails()
+    {
+    }
+
+    [Test]
+    public void Second_test_of_a_class_whose_seed_fails()
+    {
+    }
+}
+
+/// <summary>
+/// Classes whose seeds insert the same unique key, each asking NUnit to run its tests in parallel, with a plain test
+/// and parameterized ones: each instance seeds once, and the run ends however NUnit schedules them. Run only by
+/// <see cref="NUnitIntegrationSuite"/>, in child test runs with 2 and with 8 workers.
+/// </summary>
+[Parallelizable(ParallelScope.All)]
+public abstract class ContendedSeedSuite(int instance) : SeededDatabaseTest
+{
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> Seeds = new(StringComparer.Ordinal);
+
+    public static IEnumerable<int> Instances => Enumerable.Range(1, 20);
+
+    string Key => $"{GetType().Name}/{instance}";
+
+    protected override async Task SeedAsync()
+    {
+        Seeds.AddOrUpdate(Key, 1, (_, count) => count + 1);
+        await using var db = new ShopDb(Scope.Options);
+        await db.InsertAsync(new Item { Name = $"{Environment.GetEnvironmentVariable(DeliberateFailureSuite.TagVariable)}-contended", Quantity = instance });
+    }
+
+    async Task SeesItsSeedAsync()
+    {
+        Assert.That(Seeds[Key], Is.EqualTo(1), "the class seeded once, whatever shapes its tests have");
+        await using var db = new ShopDb(Scope.Options);
+        Assert.That(await db.Items.Where(i => i.Name.EndsWith("-contended")).Select(i => i.Quantity).SingleAsync(), Is.EqualTo(instance));
+    }
+
+    [Test]
+    public Task Sees_its_seed() => SeesItsSeedAsync();
+
+    [TestCase(1)]
+    [TestCase(2)]
+    public Task Sees_its_seed_in_a_parameterized_test(int _) => SeesItsSeedAsync();
+
+    [Test]
+    public Task Sees_its_seed_with_values([Values(1, 2)] int _) => SeesItsSeedAsync();
+}
+
+/// <summary>
 /// A test that commits a row on a connection it closes before it ends, from a flow that is not the test's: nothing
 /// attributes it to the test, and only the run's leak check can see it. Run only by <see cref="NUnitIntegrationSuite"/>.
 /// </summary>
@@ -185,6 +245,7 @@ public abstract class NUnitIntegrationSuite
             "Reads_through_a_connection_of_its_own", "Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds",
             "Is_marked_real_commits_in_a_class_that_is_no_database_test", "Writes_through_a_connection_string_the_application_made_itself",
             "Runs_a_statement_no_transaction_may_hold_on_a_connection_of_its_own",
+            "First_test_of_a_class_whose_seed_fails", "Second_test_of_a_class_whose_seed_fails",
         }), log);
 
         string BypassMessage(string test)
@@ -203,6 +264,14 @@ public abstract class NUnitIntegrationSuite
 
         Assert.That(BypassMessage("Writes_through_a_connection_of_its_own"),
             Does.Contain("What it wrote is committed").And.Contain("wrote: INSERT INTO items").And.Contain("wrote: DELETE FROM items"));
+        foreach (var seeded in new[] { "First_test_of_a_class_whose_seed_fails", "Second_test_of_a_class_whose_seed_fails" })
+        {
+            Assert.That(tests.Remove(seeded, out var result), Is.True);
+            Assert.That((string?)result!.Attribute("outcome"), Is.EqualTo("Failed"), seeded);
+            Assert.That((string?)result.Descendants(ns + "Message").SingleOrDefault(),
+                Does.Contain("The class's seed (SeededDatabaseTest.SeedAsync) failed").And.Contain("the seed fails on purpose"), seeded);
+        }
+
         Assert.That(tests.Remove("Runs_a_statement_no_transaction_may_hold_on_a_connection_of_its_own", out var outsideOnly), Is.True);
         Assert.That((string?)outsideOnly!.Attribute("outcome"), Is.EqualTo("Failed"));
         Assert.That((string?)outsideOnly.Descendants(ns + "Message").SingleOrDefault(),
@@ -244,8 +313,32 @@ public abstract class NUnitIntegrationSuite
             .And.Contain("after Linq2DbTestKit.Tests.DeliberateLeak"));
     }
 
+    /// <summary>The name shared by the sealed fixtures derived from <see cref="ContendedSeedSuite"/> in the test project.</summary>
+    protected abstract string ContendedSeedFixtures { get; }
+
+    [TestCase(2)]
+    [TestCase(8)]
+    public async Task Seeded_classes_that_contend_for_one_key_end_with_every_test_passed_however_many_workers_run_them(int workers)
+    {
+        var tag = $"c{Guid.NewGuid():N}"[..13];
+        var results = Path.Combine(Path.GetTempPath(), $"testkit-child-{tag}");
+
+        var (exitCode, log) = await RunChildAsync(ContendedSeedFixtures,
+            ["--logger", "trx;LogFileName=child.trx", "--results-directory", results, "--", $"NUnit.NumberOfTestWorkers={workers}"],
+            new Dictionary<string, string> { [DeliberateFailureSuite.TagVariable] = tag },
+            limit: TimeSpan.FromMinutes(3));
+
+        Assert.That(exitCode, Is.Zero, "every test passed:\n" + log);
+        var trx = XDocument.Load(Path.Combine(results, "child.trx"));
+        XNamespace ns = "http://microsoft.com/schemas/VisualStudio/TeamTest/2010";
+        var outcomes = trx.Descendants(ns + "UnitTestResult").Select(r => (string?)r.Attribute("outcome")).ToList();
+        Assert.That(outcomes, Has.Count.EqualTo(2 * 20 * 5).And.All.EqualTo("Passed"), "two classes, 20 instances each, 5 tests each");
+        Directory.Delete(results, recursive: true);
+    }
+
     /// <summary>Runs the tests of <paramref name="fixture"/> in a child <c>dotnet test</c> of this test project; its exit code and what it printed.</summary>
-    async Task<(int ExitCode, string Log)> RunChildAsync(string fixture, string[] arguments, Dictionary<string, string> environment)
+    /// <param name="limit">How long the child may run before it is stopped and the test fails: a hang fails, it never hangs the run.</param>
+    async Task<(int ExitCode, string Log)> RunChildAsync(string fixture, string[] arguments, Dictionary<string, string> environment, TimeSpan? limit = null)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -263,7 +356,17 @@ public abstract class NUnitIntegrationSuite
         using var child = Process.Start(start)!;
         var output = child.StandardOutput.ReadToEndAsync();
         var errors = child.StandardError.ReadToEndAsync();
-        await child.WaitForExitAsync();
+        using var watchdog = new CancellationTokenSource(limit ?? TimeSpan.FromMinutes(5));
+        try
+        {
+            await child.WaitForExitAsync(watchdog.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            child.Kill(entireProcessTree: true);
+            Assert.Fail($"The child test run of {fixture} did not end within {(limit ?? TimeSpan.FromMinutes(5)).TotalMinutes} minutes: it hangs.");
+        }
+
         return (child.ExitCode, await output + await errors);
     }
 }
