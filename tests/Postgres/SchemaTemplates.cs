@@ -138,6 +138,170 @@ public sealed class SchemaTemplates
     }
 
     [Test]
+    public async Task A_copy_carries_the_databases_settings_owner_and_grants_and_is_as_prepared()
+    {
+        var family = $"tests/{Guid.NewGuid():N}";
+        var reader = $"tk_reader_{Guid.NewGuid():N}"[..24];
+        await using var admin = new NpgsqlConnection(TestRun.Database.ServerConnectionString);
+        await admin.OpenAsync();
+        await using (var role = new NpgsqlCommand($"CREATE ROLE {reader}", admin))
+            await role.ExecuteNonQueryAsync();
+        try
+        {
+            await using (var built = await TestDatabase.CreateAsync(Provider, Options(family, "s1") with { CheckForLeaks = true }))
+            {
+                // Migrations that set the database's own settings, as real ones do.
+                await RunAsync(built, $"""
+                    CREATE SCHEMA app; CREATE TABLE app.notes (id int PRIMARY KEY, text text); INSERT INTO app.notes VALUES (1, 'kept');
+                    ALTER DATABASE "{built.Name}" SET search_path = app, public;
+                    ALTER DATABASE "{built.Name}" SET statement_timeout = '41s';
+                    ALTER ROLE {reader} IN DATABASE "{built.Name}" SET work_mem = '3MB';
+                    REVOKE CONNECT ON DATABASE "{built.Name}" FROM PUBLIC; GRANT CONNECT ON DATABASE "{built.Name}" TO {reader};
+                    """);
+                NpgsqlConnection.ClearAllPools();
+                await built.RecordPreparedStateAsync();
+                await built.SaveTemplateAsync();
+                Assert.That(await ScalarAsync(built, "SELECT count(*) FROM notes"), Is.EqualTo(1L), "the run that built the template");
+            }
+
+            await using var copy = await TestDatabase.CreateAsync(Provider, Options(family, "s1") with { CheckForLeaks = true });
+            Assert.That(copy.SchemaFromTemplate, Is.True);
+            await copy.RecordPreparedStateAsync();
+            Assert.That(await ScalarAsync(copy, "SELECT count(*) FROM notes"), Is.EqualTo(1L), "the copy's search_path finds app.notes");
+            Assert.That(await ScalarAsync(copy, "SHOW statement_timeout"), Is.EqualTo("41s"));
+            Assert.That(await ScalarAsync(copy, $"SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) AND setrole = '{reader}'::regrole"),
+                Is.EqualTo("work_mem=3MB"));
+            Assert.That(await ScalarAsync(copy, "SELECT datacl::text FROM pg_database WHERE datname = current_database()"), Does.Contain($"{reader}=c/").And.Not.Contain("=Tc/"));
+            Assert.That(await copy.FindLeaksAsync(), Is.Null, "the untouched copy is as prepared");
+        }
+        finally
+        {
+            await DropTemplateAsync(family);
+            NpgsqlConnection.ClearAllPools();
+            await using var drop = new NpgsqlCommand($"DROP ROLE {reader}", admin);
+            await drop.ExecuteNonQueryAsync();
+        }
+    }
+
+    static async Task<object?> ScalarAsync(TestDatabase database, string sql)
+    {
+        await using var connection = new NpgsqlConnection(database.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        return await command.ExecuteScalarAsync();
+    }
+
+    [Test]
+    public async Task A_run_that_waits_for_another_runs_build_says_what_it_waits_for()
+    {
+        var family = $"tests/{Guid.NewGuid():N}";
+        try
+        {
+            await using var builder = await TestDatabase.CreateAsync(Provider, Options(family, "w1"));
+            var said = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            var waiting = Task.Run(() => TestDatabase.CreateAsync(Provider, Options(family, "w1") with { Progress = said.Enqueue }));
+            await Task.Delay(2500);
+            await RunAsync(builder, "CREATE TABLE things (id int)");
+            await builder.SaveTemplateAsync();
+            await using var copied = await waiting.WaitAsync(TimeSpan.FromSeconds(120));
+
+            Assert.That(said, Has.Some.Match($@"^waiting \d+ s for another run on the server that builds or copies the schema template {TestDatabase.TemplateName(family)}$"));
+        }
+        finally
+        {
+            await DropTemplateAsync(family);
+        }
+    }
+
+    [Test]
+    public async Task No_template_is_built_on_a_throwaway_server_and_the_run_says_why()
+    {
+        var (binaries, searched) = LocalPostgreSqlServer.FindBinaries(Environment.GetEnvironmentVariable);
+        if (binaries is null)
+            Assert.Ignore($"needs PostgreSQL's server binaries; initdb and pg_ctl are not in {searched}");
+
+        if (await ThrowawayServer.AnswersAsync("127.0.0.1", 5432, CancellationToken.None))
+            Assert.Ignore("a server answers at the default address, so the kit would start none");
+
+        // Nothing answers where the options point, and no connection string is given: the kit starts a server of its own.
+        var options = new TestDatabaseOptions
+        {
+            ConnectionStringSource = "a test's own options",
+            StartServer = ServerStart.LocalBinaries,
+            SchemaTemplate = $"tests/{Guid.NewGuid():N}",
+            SchemaFingerprint = "t1",
+        };
+        await using var database = await TestDatabase.CreateAsync(Provider, options);
+
+        Assert.That(database.OnThrowawayServer, Is.True);
+        Assert.That(database.SchemaFromTemplate, Is.False);
+        Assert.That(database.TemplateStatus, Does.StartWith("no schema template: the server is a throwaway one"));
+        await database.SaveTemplateAsync();
+        Assert.That(database.TemplateStatus, Does.StartWith("no schema template"), "and none is saved");
+    }
+
+    [Test]
+    [NonParallelizable]   // a killed run's database is any later run's to drop
+    public async Task The_database_of_a_run_killed_while_it_builds_the_template_goes_at_the_next_run_which_says_so()
+    {
+        var family = $"tests/{Guid.NewGuid():N}";
+        var ready = Path.Combine(Path.GetTempPath(), $"testkit-killed-build-{Guid.NewGuid():N}");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { "test", typeof(SchemaTemplates).Assembly.Location, "--filter", $"FullyQualifiedName~{typeof(TemplateBuildKilled).FullName}" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            Environment =
+            {
+                [TemplateBuildKilled.ReadyFileVariable] = ready,
+                [TemplateBuildKilled.FamilyVariable] = family,
+                [Provider.ConnectionVariable] = TestRun.Database.ServerConnectionString,
+            },
+        };
+        try
+        {
+            using var child = System.Diagnostics.Process.Start(start)!;
+            var output = child.StandardOutput.ReadToEndAsync();
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+            while (!File.Exists(ready))
+            {
+                if (child.HasExited || waited.Elapsed > TimeSpan.FromMinutes(2))
+                {
+                    child.Kill(entireProcessTree: true);
+                    Assert.Fail($"the child run did not begin its build:\n{await output}");
+                }
+
+                await Task.Delay(100);
+            }
+
+            var building = (await File.ReadAllTextAsync(ready)).Trim();
+            child.Kill(entireProcessTree: true);    // SIGKILL: nothing of the child's clean-up runs
+            await child.WaitForExitAsync();
+            await output;
+            await using (var admin = new NpgsqlConnection(TestRun.Database.ServerConnectionString))
+            {
+                await admin.OpenAsync();
+                Assert.That(await Provider.DatabaseExistsAsync(admin, building, CancellationToken.None), Is.True, "the killed build left its database");
+            }
+
+            var said = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            await using (var next = await TestDatabase.CreateAsync(Provider, Options(family, "k1") with { Progress = said.Enqueue }).WaitAsync(TimeSpan.FromMinutes(1)))
+            {
+                Assert.That(next.SchemaFromTemplate, Is.False, "the killed run saved no template; this one builds it, with no wait for the dead");
+                Assert.That(said, Has.Some.Contains("removed the database").And.Some.Contains(building));
+                await using var admin = new NpgsqlConnection(TestRun.Database.ServerConnectionString);
+                await admin.OpenAsync();
+                Assert.That(await Provider.DatabaseExistsAsync(admin, building, CancellationToken.None), Is.False);
+            }
+        }
+        finally
+        {
+            File.Delete(ready);
+            await DropTemplateAsync(family);
+        }
+    }
+
+    [Test]
     public void The_fingerprint_changes_when_a_migration_script_or_an_assembly_does()
     {
         var scripts = Directory.CreateTempSubdirectory("testkit-fingerprint-");
@@ -155,5 +319,27 @@ public sealed class SchemaTemplates
         {
             scripts.Delete(recursive: true);
         }
+    }
+}
+
+/// <summary>Begins building a schema template and waits to be killed. Run only by <see cref="SchemaTemplates"/>, in a child run.</summary>
+[Explicit("waits to be killed; SchemaTemplates runs it in a child test run")]
+public sealed class TemplateBuildKilled
+{
+    public const string ReadyFileVariable = "TESTKIT_KILLED_BUILD_READY_FILE";
+    public const string FamilyVariable = "TESTKIT_KILLED_BUILD_FAMILY";
+
+    [Test]
+    public async Task Builds_a_template_then_waits_to_be_killed()
+    {
+        var database = await TestDatabase.CreateAsync(PostgreSqlDatabaseProvider.Instance, new TestDatabaseOptions
+        {
+            ConnectionString = TestRun.Database.ServerConnectionString,
+            SchemaTemplate = Environment.GetEnvironmentVariable(FamilyVariable),
+            SchemaFingerprint = "k1",
+            CheckForLeaks = false,
+        });
+        await File.WriteAllTextAsync(Environment.GetEnvironmentVariable(ReadyFileVariable)!, database.Name);
+        await Task.Delay(Timeout.Infinite);
     }
 }

@@ -229,8 +229,22 @@ public abstract class DatabaseProvider
     /// <paramref name="admin"/>'s session, until the returned object is disposed; disposing it closes
     /// <paramref name="admin"/> too when <paramref name="closeConnection"/> says so.
     /// </summary>
-    internal virtual Task<IAsyncDisposable> LockTemplateAsync(DbConnection admin, string template, bool closeConnection, CancellationToken cancellationToken) =>
+    internal virtual Task<IAsyncDisposable> LockTemplateAsync(DbConnection admin, string template, bool closeConnection, Action<string>? progress, CancellationToken cancellationToken) =>
         throw new NotSupportedException(TemplatesUnsupported);
+
+    /// <summary>
+    /// Holds, on a connection of its own, what tells other runs on the server that the run of <paramref name="database"/>
+    /// is alive, until the returned object is disposed; <see langword="null"/> where the provider has no such thing.
+    /// </summary>
+    internal virtual Task<IAsyncDisposable?> HoldRunAsync(string adminConnectionString, string database, CancellationToken cancellationToken) =>
+        Task.FromResult<IAsyncDisposable?>(null);
+
+    /// <summary>Drops the kit's run databases on the server whose run is gone (killed before it could drop them); their names.</summary>
+    internal virtual Task<IReadOnlyList<string>> DropDatabasesOfKilledRunsAsync(DbConnection admin, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<string>>([]);
+
+    /// <summary>Marks <paramref name="database"/>, kept on request, so that no later run takes it for a killed run's.</summary>
+    internal virtual Task MarkKeptAsync(DbConnection admin, string database, CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>The fingerprint the kit's template <paramref name="template"/> was built for; <see langword="null"/> when there is none.</summary>
     /// <exception cref="TestKitConfigurationException">A database of that name exists that is not the kit's template.</exception>

@@ -40,6 +40,7 @@ public sealed class TestDatabase : IAsyncDisposable
     readonly RunGate _gate = new();
     ChangeTracker? _changeTracker;
     IAsyncDisposable? _templateLock;
+    IAsyncDisposable? _runHold;
     TemplateBuild? _templateToSave;
     Task? _spare;
     int _disposed;
@@ -204,6 +205,32 @@ public sealed class TestDatabase : IAsyncDisposable
         var name = provider.DatabaseName(NamePrefix, runId);
         var marker = $"linq2db-testkit run {runId} {Guid.NewGuid():N}";
 
+        // The run says it is alive before its database exists, so that no other run takes that database for a killed
+        // run's; then it removes what killed runs left on the server.
+        var runHold = await provider.HoldRunAsync(adminConnectionString, name, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var dropped = await provider.DropDatabasesOfKilledRunsAsync(admin, cancellationToken).ConfigureAwait(false);
+            if (dropped.Count > 0)
+                options.Progress?.Invoke($"removed the database{(dropped.Count == 1 ? "" : "s")} of killed runs: {string.Join(", ", dropped)}");
+            var created = await CreateOnServerAsync(provider, options, given, server, describedSource, throwaway, admin, serverDescription, name, marker, cancellationToken).ConfigureAwait(false);
+            created._runHold = runHold;
+            return created;
+        }
+        catch
+        {
+            if (runHold is not null)
+                await runHold.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    static async Task<TestDatabase> CreateOnServerAsync(
+        DatabaseProvider provider, TestDatabaseOptions options, string given, ParsedConnectionString server, string describedSource, ThrowawayServer? throwaway,
+        DbConnection admin, string? serverDescription, string name, string marker, CancellationToken cancellationToken)
+    {
+        var adminConnectionString = provider.ForKitQueries(provider.ForDatabase(given, server.Database, ApplicationName));
+
         IAsyncDisposable? templateLock = null;
         string? template = null;
         string? templateStatus = null;
@@ -214,11 +241,16 @@ public sealed class TestDatabase : IAsyncDisposable
             {
                 templateStatus = $"no schema template: {reason}";
             }
+            else if (throwaway is not null)
+            {
+                templateStatus = "no schema template: the server is a throwaway one the kit started for this run, and the template would go with it, so " +
+                                 "building it could not pay off. Templates serve a server that outlives runs";
+            }
             else
             {
                 // Held on the admin connection's session: released at once after a copy, after SaveTemplateAsync after a build.
                 template = TemplateName(options.SchemaTemplate);
-                templateLock = await provider.LockTemplateAsync(admin, template, closeConnection: true, cancellationToken).ConfigureAwait(false);
+                templateLock = await provider.LockTemplateAsync(admin, template, closeConnection: true, options.Progress, cancellationToken).ConfigureAwait(false);
                 var found = await provider.ReadTemplateFingerprintAsync(admin, template, cancellationToken).ConfigureAwait(false);
                 fromTemplate = found == fingerprint && !options.RebuildTemplate;
                 templateStatus = fromTemplate ? $"a copy of the schema template {template}"
@@ -344,7 +376,7 @@ public sealed class TestDatabase : IAsyncDisposable
         {
             await using var admin = Provider.CreateConnection(_adminConnectionString);
             await admin.OpenAsync().ConfigureAwait(false);
-            await using var held = await Provider.LockTemplateAsync(admin, template.Name, closeConnection: false, CancellationToken.None).ConfigureAwait(false);
+            await using var held = await Provider.LockTemplateAsync(admin, template.Name, closeConnection: false, progress: null, CancellationToken.None).ConfigureAwait(false);
             await Provider.MakeSpareAsync(admin, template.Name, template.Fingerprint, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is DbException or InvalidOperationException or TestKitConfigurationException)
@@ -634,9 +666,13 @@ public sealed class TestDatabase : IAsyncDisposable
                 await _spare.ConfigureAwait(false);
             if (!KeepsDatabase)
                 await DropAsync().ConfigureAwait(false);
+            else if (CreatedByKit && _throwaway is null)
+                await MarkKeptAsync().ConfigureAwait(false);
         }
         finally
         {
+            if (Interlocked.Exchange(ref _runHold, null) is { } hold)
+                await hold.DisposeAsync().ConfigureAwait(false);
             if (_throwaway is not null)
                 await _throwaway.DisposeAsync().ConfigureAwait(false);
         }
@@ -662,6 +698,12 @@ public sealed class TestDatabase : IAsyncDisposable
         }
 
         await Provider.DropDatabaseAsync(admin, Name, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    async Task MarkKeptAsync()
+    {
+        await using var admin = await ConnectAsync(Provider, _adminConnectionString, _server, _describedSource, _server.Database, CancellationToken.None).ConfigureAwait(false);
+        await Provider.MarkKeptAsync(admin, Name, CancellationToken.None).ConfigureAwait(false);
     }
 
     /// <summary>Whether the kit started the server for this run, and stops it with the database.</summary>

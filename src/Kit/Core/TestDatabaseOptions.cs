@@ -72,6 +72,12 @@ public sealed record TestDatabaseOptions
     /// <value><see langword="null"/>: no template.</value>
     public string? SchemaFingerprint { get; init; }
 
+    /// <summary>
+    /// Receives what the kit does or waits for while it creates the run's database, a line at a time: waiting for
+    /// another run that builds the schema template, removing what killed runs left. The NUnit integration prints it.
+    /// </summary>
+    public Action<string>? Progress { get; init; }
+
     /// <summary>Build the template again even if its fingerprint matches: <see cref="TestKitEnvironment.RebuildTemplateVariable"/>.</summary>
     /// <value><see langword="false"/>.</value>
     public bool RebuildTemplate { get; init; }

@@ -67,6 +67,7 @@ public abstract class TestRun
 
         var cancellationToken = TestContext.CurrentContext.CancellationToken;
         var options = await CreateOptionsAsync(cancellationToken).ConfigureAwait(false);
+        options = options with { Progress = options.Progress ?? (line => TestContext.Progress.WriteLine($"linq2db-testkit: {line}")) };
         if (SchemaInputs is { } inputs && options.SchemaFingerprint is null)
         {
             options = options with

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Diagnostics;
@@ -213,7 +214,7 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         CreateMarkedAsync(admin, $"CREATE DATABASE {Quote(database)}", database, marker, cancellationToken);
 
     internal override Task CreateDatabaseFromTemplateAsync(DbConnection admin, string database, string template, string marker, CancellationToken cancellationToken) =>
-        CreateMarkedAsync(admin, $"CREATE DATABASE {Quote(database)} TEMPLATE {Quote(template)}", database, marker, cancellationToken);
+        CopyDatabaseAsync(admin, template, database, marker, cancellationToken);
 
     const string TemplateMark = "linq2db-testkit template ";
     const string SpareMark = "linq2db-testkit spare ";
@@ -241,16 +242,88 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     {
         if (await DatabaseExistsAsync(admin, Spare(template), cancellationToken).ConfigureAwait(false))
             return;
-        await CreateMarkedAsync(admin, $"CREATE DATABASE {Quote(Spare(template))} TEMPLATE {Quote(template)}", Spare(template), SpareMark + fingerprint, cancellationToken).ConfigureAwait(false);
+        await CopyDatabaseAsync(admin, template, Spare(template), SpareMark + fingerprint, cancellationToken).ConfigureAwait(false);
     }
 
-    internal override async Task<IAsyncDisposable> LockTemplateAsync(DbConnection admin, string template, bool closeConnection, CancellationToken cancellationToken)
+    internal override async Task<IAsyncDisposable> LockTemplateAsync(DbConnection admin, string template, bool closeConnection, Action<string>? progress, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand("SELECT pg_advisory_lock(hashtextextended(@key, 0))", (NpgsqlConnection)admin) { CommandTimeout = 0 };
+        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended(@key, 0))", (NpgsqlConnection)admin);
         command.Parameters.AddWithValue("key", TemplateMark + template);
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        var waiting = System.Diagnostics.Stopwatch.StartNew();
+        var said = TimeSpan.Zero;
+        while (!(bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+        {
+            if (progress is not null && waiting.Elapsed - said >= TimeSpan.FromSeconds(said == TimeSpan.Zero ? 1 : 10))
+            {
+                said = waiting.Elapsed;
+                progress(string.Create(CultureInfo.InvariantCulture,
+                    $"waiting {waiting.Elapsed.TotalSeconds:0} s for another run on the server that builds or copies the schema template {template}"));
+            }
+
+            await Task.Delay(250, cancellationToken).ConfigureAwait(false);
+        }
+
         return new TemplateLock((NpgsqlConnection)admin, TemplateMark + template, closeConnection);
     }
+
+    /// <summary>The advisory lock a run holds on its database's name while it runs: a marked run database nobody holds is a killed run's.</summary>
+    static string RunLockKey(string database) => "linq2db-testkit run " + database;
+
+    internal override async Task<IAsyncDisposable?> HoldRunAsync(string adminConnectionString, string database, CancellationToken cancellationToken)
+    {
+        var connection = new NpgsqlConnection(adminConnectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = new NpgsqlCommand("SELECT pg_advisory_lock(hashtextextended(@key, 0))", connection);
+            command.Parameters.AddWithValue("key", RunLockKey(database));
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return new TemplateLock(connection, RunLockKey(database), closeConnection: true);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    internal override async Task<IReadOnlyList<string>> DropDatabasesOfKilledRunsAsync(DbConnection admin, CancellationToken cancellationToken)
+    {
+        var candidates = new List<string>();
+        await using (var list = new NpgsqlCommand(
+            "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE 'linq2db-testkit run %' AND datname LIKE 'testkit\\_%'", (NpgsqlConnection)admin))
+        await using (var reader = await list.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                candidates.Add(reader.GetString(0));
+        }
+
+        var dropped = new List<string>();
+        foreach (var database in candidates)
+        {
+            // A run takes its lock before it creates its database and holds it until it drops it: free, the run is gone.
+            await using var take = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended(@key, 0))", (NpgsqlConnection)admin);
+            take.Parameters.AddWithValue("key", RunLockKey(database));
+            if (!(bool)(await take.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+                continue;
+            try
+            {
+                await DropDatabaseAsync(admin, database, cancellationToken).ConfigureAwait(false);
+                dropped.Add(database);
+            }
+            finally
+            {
+                await using var release = new NpgsqlCommand("SELECT pg_advisory_unlock(hashtextextended(@key, 0))", (NpgsqlConnection)admin);
+                release.Parameters.AddWithValue("key", RunLockKey(database));
+                await release.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+
+        return dropped;
+    }
+
+    internal override async Task MarkKeptAsync(DbConnection admin, string database, CancellationToken cancellationToken) =>
+        await admin.RunAsync($"COMMENT ON DATABASE {Quote(database)} IS 'linq2db-testkit kept: {database}'", cancellationToken).ConfigureAwait(false);
 
     /// <summary>A session-level advisory lock: released explicitly, since the connection goes back to its pool.</summary>
     sealed class TemplateLock(NpgsqlConnection connection, string key, bool closeConnection) : IAsyncDisposable
@@ -305,7 +378,7 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
             closeIdleConnections();
             try
             {
-                await CreateMarkedAsync(admin, $"CREATE DATABASE {Quote(next)} TEMPLATE {Quote(source)}", next, TemplateMark + fingerprint, cancellationToken).ConfigureAwait(false);
+                await CopyDatabaseAsync(admin, source, next, TemplateMark + fingerprint, cancellationToken).ConfigureAwait(false);
                 break;
             }
             catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.ObjectInUse && attempt < 30)
@@ -332,6 +405,64 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
             return;
         await admin.RunAsync($"ALTER DATABASE {Quote(template)} WITH IS_TEMPLATE false", cancellationToken).ConfigureAwait(false);
         await DropDatabaseAsync(admin, template, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Creates <paramref name="database"/> as a copy of <paramref name="source"/>, equivalent to it: <c>CREATE DATABASE …
+    /// TEMPLATE</c> copies what the database holds (schemas, extensions, default privileges, comments on objects) but
+    /// not what the server keeps about it — its settings (<c>ALTER DATABASE … SET search_path</c>, per role too), its
+    /// owner and the privileges granted on it — which are copied after it.
+    /// </summary>
+    static async Task CopyDatabaseAsync(DbConnection admin, string source, string database, string marker, CancellationToken cancellationToken)
+    {
+        await CreateMarkedAsync(admin, $"CREATE DATABASE {Quote(database)} TEMPLATE {Quote(source)}", database, marker, cancellationToken).ConfigureAwait(false);
+        var statements = new List<string>();
+        await using (var command = new NpgsqlCommand("""
+            SELECT kind, who, what FROM (
+            SELECT 'owner' AS kind, pg_get_userbyid(d.datdba) AS who, NULL AS what, 0 AS step FROM pg_database d WHERE d.datname = @source AND d.datdba <> (SELECT datdba FROM pg_database WHERE datname = @target)
+            UNION ALL
+            SELECT 'setting', CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, c.setting, 1
+            FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) AS c(setting) WHERE d.datname = @source
+            UNION ALL
+            SELECT 'revoke', NULL, NULL, 2 FROM pg_database d WHERE d.datname = @source AND d.datacl IS NOT NULL
+            UNION ALL
+            SELECT 'grant', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, a.privilege_type, 3
+            FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = @source
+            ) statements ORDER BY step
+            """, (NpgsqlConnection)admin))
+        {
+            command.Parameters.AddWithValue("source", source);
+            command.Parameters.AddWithValue("target", database);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var who = reader.IsDBNull(1) ? null : reader.GetString(1);
+                statements.Add(reader.GetString(0) switch
+                {
+                    "owner" => $"ALTER DATABASE {Quote(database)} OWNER TO {Quote(who!)}",
+                    "setting" => $"ALTER {(who is null ? string.Empty : $"ROLE {Quote(who)} IN ")}DATABASE {Quote(database)} SET {SettingAssignment(reader.GetString(2))}",
+                    // The privileges on the source are explicit: those of a new database's default go first.
+                    "revoke" => $"REVOKE ALL ON DATABASE {Quote(database)} FROM PUBLIC",
+                    _ => $"GRANT {reader.GetString(2)} ON DATABASE {Quote(database)} TO {who}",
+                });
+            }
+        }
+
+        foreach (var statement in statements)
+            await admin.RunAsync(statement, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// <c>name = value</c> of a setting as <c>pg_db_role_setting</c> keeps it: the value of a list of names
+    /// (<c>search_path</c>) as it stands, its elements quoted already where they need it; any other as a literal.
+    /// </summary>
+    static string SettingAssignment(string setting)
+    {
+        var equals = setting.IndexOf('=', StringComparison.Ordinal);
+        var (name, value) = (setting[..equals], setting[(equals + 1)..]);
+        return name is "search_path" or "temp_tablespaces" or "session_preload_libraries" or "local_preload_libraries"
+            ? $"{name} = {value}"
+            : $"{name} = '{value.Replace("'", "''", StringComparison.Ordinal)}'";
     }
 
     static async Task CreateMarkedAsync(DbConnection admin, string create, string database, string marker, CancellationToken cancellationToken)
