@@ -8,10 +8,11 @@ using Npgsql;
 // and two workers; it writes bench/results/results.md and bench/results/per-test-cost.svg.
 //   --quick        fewer rounds
 //   --skip-suite   no NUnit suite timing
+//   --reset-cost   only the real-commit reset's cost against rows written and held (bench/results/reset-cost.md)
 var quick = args.Contains("--quick");
-if (args.FirstOrDefault(a => a is not ("--quick" or "--skip-suite")) is { } unknown)
+if (args.FirstOrDefault(a => a is not ("--quick" or "--skip-suite" or "--reset-cost")) is { } unknown)
 {
-    Console.Error.WriteLine($"bench/run: unknown argument '{unknown}'. Use --quick (fewer rounds) or --skip-suite (no NUnit suite timing).");
+    Console.Error.WriteLine($"bench/run: unknown argument '{unknown}'. Use --quick (fewer rounds), --skip-suite (no NUnit suite timing) or --reset-cost (only the reset's cost).");
     return 2;
 }
 
@@ -22,6 +23,14 @@ var serverOrigin = throwaway is null ? "the configured server" : "a throwaway cl
 var root = RepositoryRoot();
 var resultsDirectory = Path.Combine(root, "bench", "results");
 Directory.CreateDirectory(resultsDirectory);
+
+var resetRounds = quick ? 5 : 20;
+var resetCost = ResetCost.Report(await ResetCost.MeasureAsync(Strategies.ServerConnectionString, resetRounds), resetRounds);
+await File.WriteAllTextAsync(Path.Combine(resultsDirectory, "reset-cost.md"),
+    $"# Real-commit reset cost\n\nMeasured {DateTime.UtcNow:yyyy-MM-dd} by `bench/run --reset-cost` on {await ServerVersionAsync()}, {serverOrigin}.\n\n{resetCost}");
+Console.WriteLine(resetCost);
+if (args.Contains("--reset-cost"))
+    return 0;
 
 var databases = new List<Strategies>();
 ClassSeeds.Measurement classSeeds;
@@ -53,7 +62,7 @@ var results = Result.From(cases);
 Console.WriteLine("schema reuse");
 var schemaReuse = SchemaReuse.Measure(root, Strategies.ServerConnectionString, quick ? 1 : 3);
 var suite = args.Contains("--skip-suite") ? [] : SuiteWallTimes(root);
-var report = Report(results, classSeeds, schemaReuse, suite, await ServerVersionAsync(), serverOrigin, rounds, warmupRounds);
+var report = Report(results, classSeeds, schemaReuse, suite, await ServerVersionAsync(), serverOrigin, rounds, warmupRounds) + "\n" + resetCost;
 await File.WriteAllTextAsync(Path.Combine(resultsDirectory, "results.md"), report);
 await File.WriteAllTextAsync(Path.Combine(resultsDirectory, "per-test-cost.svg"),
     Chart.Svg(results, "Per-test isolation cost against schema size (PostgreSQL)"));

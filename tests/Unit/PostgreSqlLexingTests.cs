@@ -140,3 +140,28 @@ public sealed class OutsideTransactionStatementTests
     public void Is_not_mistaken(string sql, bool postgreSql) =>
         Assert.That(TransactionStatements.OutsideTransactionOnly(sql, Dialect(postgreSql)), Is.Null);
 }
+
+/// <summary>What PostgreSQL does only when a transaction commits, which a test's transaction never does.</summary>
+public sealed class OnCommitStatementTests
+{
+    [TestCase("NOTIFY orders_changed", "NOTIFY")]
+    [TestCase("notify orders_changed, 'paid'", "NOTIFY")]
+    [TestCase("SELECT pg_notify('orders_changed', 'paid')", "pg_notify(…)")]
+    [TestCase("SELECT pg_catalog.pg_notify ('orders_changed', id::text) FROM orders", "pg_notify(…)")]
+    [TestCase("UPDATE orders SET paid = true; LISTEN orders_changed", "LISTEN")]
+    [TestCase("UNLISTEN *", "UNLISTEN")]
+    public void Is_told_apart(string sql, string what) =>
+        Assert.That(TransactionStatements.TakesEffectOnCommit(sql, SqlDialect.PostgreSql), Is.EqualTo(what));
+
+    [TestCase("SELECT 'NOTIFY x', 'pg_notify(' FROM t")]
+    [TestCase("-- NOTIFY orders_changed\nSELECT 1")]
+    [TestCase("SELECT notify, listen FROM settings")]
+    [TestCase("INSERT INTO pg_notify_log (channel) VALUES ('x')")]
+    [TestCase("CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ NOTIFY x $$")]
+    public void Is_not_mistaken(string sql) =>
+        Assert.That(TransactionStatements.TakesEffectOnCommit(sql, SqlDialect.PostgreSql), Is.Null);
+
+    [Test]
+    public void Is_nothing_on_SQL_Server() =>
+        Assert.That(TransactionStatements.TakesEffectOnCommit("SELECT pg_notify('a', 'b')", SqlDialect.TSql), Is.Null);
+}

@@ -63,6 +63,9 @@ public abstract class DatabaseProvider
     /// <summary><paramref name="connectionString"/> with lock waits limited to <see cref="TestDatabase.LockWaitLimit"/>, where the connection string can say so.</summary>
     internal virtual string LimitLockWaits(string connectionString) => connectionString;
 
+    /// <summary>Whether <see cref="LimitLockWaits"/> can say so in a connection string.</summary>
+    internal virtual bool LimitsLockWaits => false;
+
     /// <summary>The database that <paramref name="connectionString"/> names; <see langword="null"/> when it names none or is not this driver's.</summary>
     internal abstract string? DatabaseOf(string connectionString);
 
@@ -317,6 +320,12 @@ public abstract class DatabaseProvider
 
     /// <summary>Whether <paramref name="sql"/> is the statement linq2db runs to learn the server's version, not the application's.</summary>
     internal virtual bool IsLinqToDBVersionProbe(string sql) => false;
+
+    /// <summary>
+    /// Whether a statement's error (as <see cref="ObserveStatements"/> reports it) says that it waited for a lock until
+    /// a limit ended the wait: on a connection that bypasses a test's scope, a lock the scope holds.
+    /// </summary>
+    internal virtual bool EndedALockWait(string error) => false;
 
     /// <summary>
     /// Whether the driver's bulk copy must be handed the transaction explicitly (SqlBulkCopy refuses to run on a connection

@@ -43,8 +43,20 @@ public sealed partial class TestScope
             // A count of -1 says nothing (SQL Server's SET NOCOUNT ON, most stored procedures): the SQL says whether it writes.
             if (_ledger.Open.Count > 0 && (result is int affected and >= 0 ? affected > 0 : SqlScanner.Writes(sql, Provider.Dialect)))
                 _ledger.Wrote(connection, sql);
-            if (result is DbDataReader reader)
+            if (TransactionStatements.TakesEffectOnCommit(sql, Provider.Dialect) is { } onCommit)
+            {
+                if (connection.Transaction is { } own)
+                    own.OnCommit.Add((_ledger.Next(), onCommit, sql));
+                else
+                    Diverged(Misuse.TakesEffectOnCommit(connection.Origin, onCommit, sql, committedTransaction: null));
+            }
+            if (result is DbDataReader driverReader)
+            {
+                var reader = new ScopeDataReader(driverReader, connection, behavior);
                 _openReader = (reader, connection);
+                return (T)(object)reader;
+            }
+
             return result;
         }
         finally
@@ -144,10 +156,20 @@ public sealed partial class TestScope
 
             if (_openReader is { } open)
             {
-                if (open.Reader.IsClosed)
+                if (!await open.Reader.HoldsSession(async).ConfigureAwait(false))
+                {
                     _openReader = null;
+                }
                 else if (open.Owner != connection)
-                    throw Misuse.ReaderStillOpen(connection, open.Owner, what);
+                {
+                    // In production they would be two connections: the rest of the open result is read into memory, and
+                    // both go on, in any interleaving, unless memory cannot give what the driver would.
+                    if (open.Reader.CannotBuffer is { } reason)
+                        throw Misuse.ReaderStillOpen(connection, open.Owner, what, reason);
+                    var rows = await open.Reader.BufferRest(async).ConfigureAwait(false);
+                    _openReader = null;
+                    TraceLog.Add($"{connection.Origin} needs the session while {open.Owner.Origin} reads a result: the rest of it ({rows} row{(rows == 1 ? "" : "s")}) read into memory");
+                }
             }
 
             EnsureTransactionLives($"before {connection.Origin} ran {Misuse.Shorten(what)}", afterStatement: false);
@@ -279,7 +301,7 @@ public sealed partial class TestScope
     /// <summary>Runs the kit's own query of one integer on the driver's connection.</summary>
     async ValueTask<int> QueryNative(string sql, bool async, CancellationToken cancellationToken)
     {
-        await using var command = Native.CreateCommand();
+        await using var command = NewNativeCommand();
         command.CommandText = sql;
         command.Transaction = Outer;
         var value = async ? await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteScalar();
@@ -387,7 +409,7 @@ public sealed partial class TestScope
     /// <summary>Runs the kit's own statement on the driver's connection; false when the server refuses it because the transaction is aborted.</summary>
     async ValueTask<bool> TryRunNative(string sql, bool async, CancellationToken cancellationToken)
     {
-        await using var command = Native.CreateCommand();
+        await using var command = NewNativeCommand();
         command.CommandText = sql;
         command.Transaction = Outer;
         try
@@ -411,7 +433,7 @@ public sealed partial class TestScope
     /// <summary>Runs the kit's own statements on the driver's connection, failing as they fail.</summary>
     async ValueTask RunNative(string sql, bool async, CancellationToken cancellationToken)
     {
-        await using var command = Native.CreateCommand();
+        await using var command = NewNativeCommand();
         command.CommandText = sql;
         command.Transaction = Outer;
         if (async)

@@ -104,6 +104,11 @@ public sealed partial class TestScope
         TraceLog.Add(Provider.SavepointStatement(SavepointAction.Release, transaction.Name) is { } release
             ? $"{transaction.Owner.Origin}: commit → {release}"
             : $"{transaction.Owner.Origin}: commit → nothing to send: {Provider.DisplayName} has no release of savepoint {transaction.Name}");
+        if (transaction.OnCommit.Count > 0)
+        {
+            var (_, what, sql) = transaction.OnCommit[0];
+            Diverged(Misuse.TakesEffectOnCommit(transaction.Owner.Origin, what, sql, transaction.Name));
+        }
     }
 
     internal async ValueTask Rollback(SavepointTransaction transaction, bool async, CancellationToken cancellationToken, bool disposing = false)

@@ -42,7 +42,7 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
     int _state;
     ScopeDataConnection? _db;
     Fatal? _fatal;
-    (DbDataReader Reader, TestScopeConnection Owner)? _openReader;
+    (ScopeDataReader Reader, TestScopeConnection Owner)? _openReader;
 
     /// <summary>The savepoint a nested scope's test began at, in its class scope's transaction.</summary>
     const string TestSavepointName = "testkit_test";
@@ -58,6 +58,7 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
         _parent = parent;
         Database = database;
         Native = native;
+        _commandFactory = DbProviderFactories.GetFactory(native);
         Outer = outer;
         Id = Guid.NewGuid().ToString("N");
         TraceLog = new ScopeTrace(database.Password);
@@ -129,6 +130,28 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
     internal string Id { get; }
 
     internal DbConnection Native { get; }
+
+    /// <summary>Creates a command on the driver's connection, from any thread.</summary>
+    /// <remarks>
+    /// Not <c>Native.CreateCommand()</c>: Npgsql hands out a command the connection keeps for reuse, unsafely when two
+    /// threads ask at once, and the scope's connections do, as the application's connections would in production.
+    /// A command made by the driver's factory is never kept for reuse.
+    /// </remarks>
+    internal DbCommand NewNativeCommand()
+    {
+        var command = _commandFactory?.CreateCommand();
+        if (command is null)
+        {
+            lock (_commandFactoryLock)
+                return Native.CreateCommand();
+        }
+
+        command.Connection = Native;
+        return command;
+    }
+
+    readonly DbProviderFactory? _commandFactory;
+    readonly Lock _commandFactoryLock = new();
 
     internal DbTransaction Outer { get; }
 

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Linq2DbTestKit.Internal;
 using NUnit.Framework;
 using NUnit.Framework.Interfaces;
+using NUnit.Framework.Internal;
 
 namespace Linq2DbTestKit.NUnit;
 
@@ -63,13 +64,7 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
             if (session.RestoredTables.Count > 0)
                 TestContext.Out.WriteLine($"linq2db-testkit: the reset after this real-commit test restored {string.Join(", ", session.RestoredTables)}");
             if (failure is not null)
-            {
-                if (TestContext.CurrentContext.Result.Outcome.Status == TestStatus.Failed)
-                    TestContext.Out.WriteLine(failure);
-                else
-                    Assert.Fail(failure);
-            }
-
+                Fail(failure);
             return;
         }
 
@@ -89,12 +84,19 @@ internal sealed class TestScopePerTestAttribute : Attribute, ITestAction
         var failed = TestContext.CurrentContext.Result.Outcome.Status == TestStatus.Failed;
         if (failed || problems is not null)
             TestContext.Out.WriteLine($"SQL of {scope}:\n{scope.Trace}");
-        if (problems is null)
-            return;
+        if (problems is not null)
+            Fail(problems);
+    }
 
-        if (failed)
-            TestContext.Out.WriteLine(problems);
+    /// <summary>
+    /// Fails the test with <paramref name="problem"/>; a test that failed already keeps its failure, and the problem is
+    /// added to it (NUnit 4 would replace it with an assertion made now).
+    /// </summary>
+    static void Fail(string problem)
+    {
+        if (TestContext.CurrentContext.Result.Outcome.Status == TestStatus.Failed)
+            TestExecutionContext.CurrentContext.CurrentResult.RecordTearDownException(new TestScopeException(problem));
         else
-            Assert.Fail(problems);
+            Assert.Fail(problem);
     }
 }

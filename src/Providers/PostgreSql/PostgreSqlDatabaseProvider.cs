@@ -123,6 +123,8 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
 
     internal override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
 
+    internal override bool LimitsLockWaits => true;
+
     internal override string LimitLockWaits(string connectionString)
     {
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
@@ -130,6 +132,9 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         builder.Options = string.IsNullOrWhiteSpace(builder.Options) ? limit : $"{builder.Options} {limit}";
         return builder.ConnectionString;
     }
+
+    internal override bool EndedALockWait(string error) =>
+        error.Contains(PostgresErrorCodes.LockNotAvailable, StringComparison.Ordinal) || error.Contains("lock timeout", StringComparison.Ordinal);
 
     internal override string? DatabaseOf(string connectionString)
     {

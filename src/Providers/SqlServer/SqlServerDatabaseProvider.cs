@@ -357,6 +357,13 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     internal override bool IsLinqToDBVersionProbe(string sql) =>
         sql.Equals("SELECT compatibility_level FROM sys.databases WHERE name = db_name()", StringComparison.Ordinal);
 
+    /// <remarks>
+    /// A connection string cannot limit SQL Server's lock waits: the command's timeout ends them (error 1222 where the
+    /// code set <c>LOCK_TIMEOUT</c> itself).
+    /// </remarks>
+    internal override bool EndedALockWait(string error) =>
+        error.Contains("Execution Timeout Expired", StringComparison.Ordinal) || error.Contains("Lock request time out period exceeded", StringComparison.Ordinal);
+
     /// <summary>Subscribes to SqlClient's listener when it appears, and turns its command events into observed statements.</summary>
     sealed class SqlClientObserver(Action<ObservedStatement> onStatement) : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>
     {

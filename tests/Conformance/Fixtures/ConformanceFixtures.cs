@@ -74,6 +74,8 @@ public sealed class ApplicationStart : ApplicationStartSuite;
 
 public sealed class Truth : TruthSuite;
 
+public sealed class ParallelQueries : ParallelQueriesSuite;
+
 public sealed class TransactionEnded : TransactionEndedSuite;
 
 public sealed class Misuse : MisuseSuite;

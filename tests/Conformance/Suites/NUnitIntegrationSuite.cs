@@ -105,6 +105,23 @@ public abstract class DeliberateFailureSuite : ConformanceTest
     }
 
     [Test]
+    public async Task Fails_waiting_on_a_connection_of_its_own_for_a_row_its_scope_holds()
+    {
+        using (var db = NewShop())
+            db.Insert(new Item { Name = $"{RunTag}-held-uncaught" });
+
+        // As application code does that lets the driver's timeout escape: the kit adds to the test's failure what waited, and on whom.
+        var database = Linq2DbTestKit.NUnit.TestRun.Database;
+        await using var own = database.Provider.CreateConnection(database.ConnectionString);
+        await own.OpenAsync();
+        await using var command = own.CreateCommand();
+        command.CommandText = $"INSERT INTO items (name, quantity) VALUES ('{RunTag}-held-uncaught', 1)";
+        if (database.Provider.Name == "sqlserver")
+            command.CommandTimeout = 5;
+        await command.ExecuteNonQueryAsync();
+    }
+
+    [Test]
     public void Throws_inside_a_committed_application_transaction()
     {
         using var db = NewShop();
@@ -243,6 +260,7 @@ public abstract class NUnitIntegrationSuite
         {
             "Fails_after_writing", "Throws_inside_a_committed_application_transaction", "Writes_through_a_connection_of_its_own",
             "Reads_through_a_connection_of_its_own", "Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds",
+            "Fails_waiting_on_a_connection_of_its_own_for_a_row_its_scope_holds",
             "Is_marked_real_commits_in_a_class_that_is_no_database_test", "Writes_through_a_connection_string_the_application_made_itself",
             "Runs_a_statement_no_transaction_may_hold_on_a_connection_of_its_own",
             "First_test_of_a_class_whose_seed_fails", "Second_test_of_a_class_whose_seed_fails",
@@ -283,9 +301,15 @@ public abstract class NUnitIntegrationSuite
             Does.Contain("It only read").And.Contain("read: SELECT COUNT(*) FROM items").And.Not.Contain("committed and outlives"));
         var waited = tests["Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds"];
         Assert.That(BypassMessage("Waits_on_a_connection_of_its_own_for_a_row_its_scope_holds"),
-            Does.Contain("Its statements failed").And.Contain("failed: INSERT INTO items"));
+            Does.Contain("waited for a lock that the test's scope holds").And.Contain("failed: INSERT INTO items"));
         Assert.That(TimeSpan.Parse((string)waited.Attribute("duration")!, System.Globalization.CultureInfo.InvariantCulture), Is.LessThan(TimeSpan.FromSeconds(30)),
             "the wait for the scope's row ended within the lock wait limit, not with the test run's hang timeout");
+
+        // The driver's error escaped the test: its failure keeps it and adds the kit's reading of it.
+        var uncaught = (string?)tests["Fails_waiting_on_a_connection_of_its_own_for_a_row_its_scope_holds"].Descendants(ns + "Message").SingleOrDefault() ?? string.Empty;
+        Assert.That(uncaught, Does.Contain(Linq2DbTestKit.NUnit.TestRun.Database.Provider.Name == "postgres" ? "55P03" : "Timeout"), "the driver's error stays in the failure");
+        Assert.That(BypassMessage("Fails_waiting_on_a_connection_of_its_own_for_a_row_its_scope_holds"),
+            Does.Contain("waited for a lock that the test's scope holds").And.Contain("test scope ").And.Contain("failed: INSERT INTO items"));
 
         foreach (var (name, result) in tests)
         {

@@ -84,7 +84,32 @@ public abstract class RawAdoSuite(Mode mode) : ConformanceTest
 
         Assert.That(await NamesAsync(db, mode), Is.EqualTo(new[] { "raw" }));
         linqTransaction.Rollback();
+
+        // The raw transaction's savepoint was inside linq2db's; in production the raw connection's commit was durable.
         Assert.That(await NamesAsync(db, mode), Is.Empty);
+        Assert.That(Scope.Divergences, Has.Count.EqualTo(1));
+        Assert.That(Scope.Divergences[0], Does.Contain("connection #2 committed its transaction").And.Contain("of DataConnection #1, begun before it"));
+        await EndScopeAndAssertDivergedAsync("committed its transaction");
+    }
+
+    [Test]
+    public async Task A_raw_transaction_begun_after_linq2dbs_ended_is_kept_by_a_later_rollback()
+    {
+        using var db = NewShop();
+        var first = mode == Mode.Async ? await db.BeginTransactionAsync() : db.BeginTransaction();
+        first.Rollback();
+        await using (var connection = Scope.OpenConnection())
+        {
+            var rawTransaction = await BeginAsync(connection);
+            await InsertAsync(connection, Name("raw"), rawTransaction);
+            await CommitAsync(rawTransaction);
+        }
+
+        var second = mode == Mode.Async ? await db.BeginTransactionAsync() : db.BeginTransaction();
+        second.Rollback();
+        Assert.That(await NamesAsync(db, mode), Is.EqualTo(new[] { "raw" }));
+        Assert.That(Scope.Divergences, Is.Empty);
+        await EndScopeAndAssertNothingLeftAsync();
     }
 
     [Test]

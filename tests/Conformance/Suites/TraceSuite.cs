@@ -60,7 +60,8 @@ public abstract class TraceSuite : ConformanceTest
             Assert.That(() => db.Insert(new Item { Name = Name(password!) }), Throws.Exception);
         }
 
-        Assert.That(Scope.Trace, Does.Not.Contain(password), "the password is masked even where it appears as data");
+        // Where it stands as a value of its own: inside a longer word (a password "x" in "ExecuteReader") it is not shown.
+        Assert.That(Scope.Trace, Does.Not.Contain(Name(password!)), "the password is masked even where it appears as data");
         Assert.That(Scope.Trace, Does.Contain(Name("***")));
     }
 }

@@ -31,10 +31,10 @@ internal static class Misuse
         "Transactions in a test scope nest: the inner one must end first. Two transactions interleaved, usually because code ran " +
         "concurrently inside one test (parallel tasks on the scope's connections); run them one after another.");
 
-    public static InvalidOperationException ReaderStillOpen(TestScopeConnection waiting, TestScopeConnection owner, string what) => new(
+    public static InvalidOperationException ReaderStillOpen(TestScopeConnection waiting, TestScopeConnection owner, string what, string reason) => new(
         $"{waiting.Origin} cannot run {Shorten(what)} now: {owner.Origin} is still reading a result on the test's one connection. In production " +
-        "they would be two connections; in a test scope they share one server session, and a result must be read to its end before the next " +
-        $"statement. Read {owner.Origin}'s result first (ToList, ToArrayAsync) or dispose its reader, then run the statement.");
+        "they would be two connections; in a test scope they share one server session, and the kit reads the rest of such a result into memory so " +
+        $"that both go on, but not this one: {reason}. Read {owner.Origin}'s result first (ToList, ToArrayAsync) or dispose its reader, then run the statement.");
 
     public static InvalidOperationException StatementAfterEnd(TestScope scope, TestScopeConnection connection, string what) => new(
         $"The test ended while {connection.Origin} was still waiting to run {Shorten(what)} on the connection of {scope}: the statement " +
@@ -56,6 +56,18 @@ internal static class Misuse
     public static InvalidOperationException OutsideTransactionOnly(string sql, string origin, string statement, string database) => new(
         $"{origin} sent {statement}, which {database} runs only outside a transaction, while every statement of a test scope runs in the test's " +
         $"transaction: {Shorten(sql)}. " + OutsideTransactionAdvice);
+
+    /// <summary>A divergence: <paramref name="what"/> ran, which PostgreSQL does only when a transaction commits.</summary>
+    public static string TakesEffectOnCommit(string origin, string what, string sql, string? committedTransaction)
+    {
+        var when = committedTransaction is null
+            ? $"{origin} ran {what} outside a transaction of its own ({Shorten(sql)}), which in production would have taken effect at once"
+            : $"{origin} committed its transaction {committedTransaction}, which ran {what} ({Shorten(sql)}) and in production would have taken effect with the commit";
+        var effect = what is "LISTEN" or "UNLISTEN"
+            ? "PostgreSQL starts or stops listening when the transaction commits, and the test's transaction never commits, so this connection's listening did not change"
+            : "PostgreSQL delivers a notification when the transaction that sent it commits, and the test's transaction never commits, so no listener received it";
+        return $"{when}; {effect}. Test code that sends or listens for notifications in a real-commit test ([RealCommits]).";
+    }
 
     /// <summary>What to do with a test that must run a statement no transaction may hold.</summary>
     public const string OutsideTransactionAdvice =

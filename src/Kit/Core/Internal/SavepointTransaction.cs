@@ -30,6 +30,9 @@ internal sealed class SavepointTransaction : DbTransaction
     /// <summary>The statements that could change data it ran, with when: what its commit makes durable in production.</summary>
     public List<(long Sequence, string Sql)> Writes { get; } = [];
 
+    /// <summary>What it ran that PostgreSQL does only on commit (<c>NOTIFY</c>, <c>LISTEN</c>), with when and the statement.</summary>
+    public List<(long Sequence, string What, string Sql)> OnCommit { get; } = [];
+
     /// <summary>The savepoints the application took inside this transaction, by name, with when it took them.</summary>
     public Dictionary<string, long> Savepoints { get; } = new(StringComparer.Ordinal);
 

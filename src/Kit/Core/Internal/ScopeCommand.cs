@@ -96,20 +96,15 @@ internal sealed class ScopeCommand : DbCommand
         Handle.Scope.Execute(this, CommandBehavior.Default, async: true, Scalar, cancellationToken).AsTask();
 
     /// <remarks>
-    /// <see cref="CommandBehavior.CloseConnection"/> never reaches the driver, which would close the scope's connection:
-    /// the reader closes the application's handle instead (<see cref="ClosingReader"/>).
+    /// The reader is the kit's (<see cref="ScopeDataReader"/>), over the driver's: when another connection of the scope
+    /// needs the session while it is read, the rest of the result is read into memory. <see cref="CommandBehavior.CloseConnection"/>
+    /// never reaches the driver, which would close the scope's connection: the reader closes the application's handle instead.
     /// </remarks>
-    protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
-    {
-        var reader = Handle.Scope.Execute(this, behavior & ~CommandBehavior.CloseConnection, async: false, Reader, CancellationToken.None).GetAwaiter().GetResult();
-        return behavior.HasFlag(CommandBehavior.CloseConnection) ? new ClosingReader(reader, Handle) : reader;
-    }
+    protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior) =>
+        Handle.Scope.Execute(this, behavior, async: false, Reader, CancellationToken.None).GetAwaiter().GetResult();
 
-    protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
-    {
-        var reader = await Handle.Scope.Execute(this, behavior & ~CommandBehavior.CloseConnection, async: true, Reader, cancellationToken).ConfigureAwait(false);
-        return behavior.HasFlag(CommandBehavior.CloseConnection) ? new ClosingReader(reader, Handle) : reader;
-    }
+    protected override Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken) =>
+        Handle.Scope.Execute(this, behavior, async: true, Reader, cancellationToken).AsTask();
 
     protected override void Dispose(bool disposing)
     {
@@ -124,9 +119,11 @@ internal sealed class ScopeCommand : DbCommand
     static async ValueTask<object?> Scalar(DbCommand command, CommandBehavior behavior, bool async, CancellationToken cancellationToken) =>
         async ? await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteScalar();
 
-    // The driver's own reader goes back to the caller: linq2db picks its fast, provider-specific readers by the reader's type.
-    static async ValueTask<DbDataReader> Reader(DbCommand command, CommandBehavior behavior, bool async, CancellationToken cancellationToken) =>
-        async ? await command.ExecuteReaderAsync(behavior, cancellationToken).ConfigureAwait(false) : command.ExecuteReader(behavior);
+    static async ValueTask<DbDataReader> Reader(DbCommand command, CommandBehavior behavior, bool async, CancellationToken cancellationToken)
+    {
+        var driverBehavior = behavior & ~CommandBehavior.CloseConnection;
+        return async ? await command.ExecuteReaderAsync(driverBehavior, cancellationToken).ConfigureAwait(false) : command.ExecuteReader(driverBehavior);
+    }
 
     static async ValueTask<bool> Prepare(DbCommand command, CommandBehavior behavior, bool async, CancellationToken cancellationToken)
     {

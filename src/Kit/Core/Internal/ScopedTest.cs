@@ -69,11 +69,23 @@ internal static class ScopedTest
                    $"{Misuse.OutsideTransactionAdvice} Statements:\n  " + string.Join("\n  ", scope.Bypasses);
         }
 
+        if (statements.FirstOrDefault(s => s.Error is not null && scope.Database.Provider.EndedALockWait(s.Error)) is { } waited)
+        {
+            var limit = scope.Database.Provider.LimitsLockWaits ? $"the lock wait limit of its connection string ({TestDatabase.LockWaitLimit.TotalSeconds:0} s)" : "its command timeout";
+            return $"While this test ran, code in it connected to the run's database on a connection of its own (from TestRun.Database.ConnectionString, or " +
+                   $"a connection string the code made) instead of joining {scope}, and waited for a lock that the test's scope holds, until {limit} " +
+                   $"ended the wait ({waited.Error}). The scope keeps what the test wrote, and what it locked, uncommitted until the test ends, so a " +
+                   "connection of its own waits for it; in production that work would have been committed, and nothing would have waited. " +
+                   "Build linq2db contexts inside the test (they join its scope), use Scope.OpenConnection() for raw ADO.NET, and send requests with " +
+                   "factory.CreateClient(Scope); for code that must use connections of its own, a real-commit test ([RealCommits]). Statements:\n  " +
+                   string.Join("\n  ", scope.Bypasses);
+        }
+
         var outcome = statements.Any(s => s.Error is null && s.Writes)
             ? "What it wrote is committed and outlives the test."
             : statements.Any(s => s.Error is null)
                 ? "It only read: it saw the database as committed, without what this test wrote in its scope, and wrote nothing."
-                : "Its statements failed, so they committed nothing; a lock wait that timed out means the test's scope held the row it wanted.";
+                : "Its statements failed, so they committed nothing.";
         return $"While this test ran, code in it connected to the run's database on a connection of its own (from TestRun.Database.ConnectionString, or " +
                $"a connection string the code made) instead of joining {scope}. {outcome} Build linq2db contexts inside the test (they join its scope), " +
                "use Scope.OpenConnection() for raw ADO.NET, and send requests with factory.CreateClient(Scope). Statements:\n  " +

@@ -138,7 +138,7 @@ internal sealed class TestScopeConnection : DbConnection
     protected override async ValueTask<DbTransaction> BeginDbTransactionAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken) =>
         await Scope.BeginTransaction(this, isolationLevel, async: true, cancellationToken).ConfigureAwait(false);
 
-    protected override DbCommand CreateDbCommand() => new ScopeCommand(this, Scope.Native.CreateCommand());
+    protected override DbCommand CreateDbCommand() => new ScopeCommand(this, Scope.NewNativeCommand());
 
     public override void EnlistTransaction(System.Transactions.Transaction? transaction)
     {

@@ -105,6 +105,7 @@ internal sealed class TransactionLedger
                 AbortedBy = null;
             _unprotectedWrites.RemoveAll(w => w.Sequence > taken);
             transaction.Writes.RemoveAll(w => w.Sequence > taken);
+            transaction.OnCommit.RemoveAll(w => w.Sequence > taken);
         }
     }
 

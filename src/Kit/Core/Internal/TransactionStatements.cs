@@ -232,6 +232,29 @@ internal static class TransactionStatements
         return null;
     }
 
+    /// <summary>
+    /// The first thing in <paramref name="sql"/> that PostgreSQL does only when the transaction commits, which a scope's
+    /// never does: <c>NOTIFY</c> and <c>pg_notify(…)</c> (delivered on commit), <c>LISTEN</c> and <c>UNLISTEN</c> (in
+    /// force from the commit); <see langword="null"/> when there is none, and always on SQL Server.
+    /// </summary>
+    public static string? TakesEffectOnCommit(string sql, SqlDialect dialect)
+    {
+        if (dialect != SqlDialect.PostgreSql || !(sql.Contains("notify", StringComparison.OrdinalIgnoreCase) || sql.Contains("listen", StringComparison.OrdinalIgnoreCase)))
+            return null;
+
+        SqlToken? previous = null;
+        foreach (var token in SqlScanner.Tokens(sql, dialect))
+        {
+            if (previous is { Kind: SqlTokenKind.Word, Text: "PG_NOTIFY" } && token is { Kind: SqlTokenKind.Symbol, Text: "(" })
+                return "pg_notify(…)";
+            if (token is { Kind: SqlTokenKind.Word, StartsStatement: true, Text: "NOTIFY" or "LISTEN" or "UNLISTEN" })
+                return token.Text;
+            previous = token;
+        }
+
+        return null;
+    }
+
     static readonly string[] PostgreSqlOutsideHints = ["database", "vacuum", "system", "concurrently", "tablespace"];
 
     static readonly string[] TSqlOutsideHints = ["database", "backup", "restore", "reconfigure"];
