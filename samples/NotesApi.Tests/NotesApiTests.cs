@@ -7,6 +7,7 @@ using LinqToDB;
 using LinqToDB.Async;
 using Microsoft.Extensions.DependencyInjection;
 using NotesApi.Data;
+using NotesApi.Testing;
 using NUnit.Framework;
 
 namespace NotesApi.Tests;

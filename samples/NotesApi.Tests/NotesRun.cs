@@ -2,6 +2,7 @@ using Linq2DbTestKit;
 using Linq2DbTestKit.NUnit;
 using Linq2DbTestKit.PostgreSql;
 using Linq2DbTestKit.SqlServer;
+using NotesApi.Testing;
 using NUnit.Framework;
 
 [assembly: Parallelizable(ParallelScope.All)]
@@ -18,10 +19,10 @@ public sealed class NotesRun() : TestRun(TestKitEnvironment.SelectedProvider() =
 {
     protected override Task PrepareDatabaseAsync(TestDatabase database, CancellationToken cancellationToken)
     {
-        _ = NotesApp.Factory.Server;
+        NotesApp.Start(database);
         return Task.CompletedTask;
     }
 
     [OneTimeTearDown]
-    public static async Task StopTheApplication() => await NotesApp.Factory.DisposeAsync();
+    public static async Task StopTheApplication() => await NotesApp.StopAsync();
 }

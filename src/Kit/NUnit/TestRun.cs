@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Reflection;
 using Linq2DbTestKit.Internal;
 using NUnit.Framework;
 
@@ -67,37 +64,11 @@ public abstract class TestRun
 
         var cancellationToken = TestContext.CurrentContext.CancellationToken;
         var options = await CreateOptionsAsync(cancellationToken).ConfigureAwait(false);
-        options = options with { Progress = options.Progress ?? (line => TestContext.Progress.WriteLine($"linq2db-testkit: {line}")) };
-        if (SchemaInputs is { } inputs && options.SchemaFingerprint is null)
-        {
-            options = options with
-            {
-                SchemaTemplate = options.SchemaTemplate ?? $"{GetType().Assembly.GetName().Name}/{GetType().FullName}",
-                SchemaFingerprint = SchemaFingerprint.Compute(_provider, inputs),
-            };
-        }
-
-        var preparation = Stopwatch.StartNew();
-        _database = await TestDatabase.CreateAsync(_provider, options).ConfigureAwait(false);
-        await TestContext.Progress.WriteLineAsync($"linq2db-testkit: this run uses {_database}").ConfigureAwait(false);
-        try
-        {
-            if (!_database.SchemaFromTemplate)
-                await PrepareDatabaseAsync(_database, cancellationToken).ConfigureAwait(false);
-            if (UsesRealCommits(GetType().Assembly))
-                await _database.PrepareRealCommitsAsync(cancellationToken).ConfigureAwait(false);
-            await _database.RecordPreparedStateAsync(cancellationToken).ConfigureAwait(false);
-            await _database.SaveTemplateAsync(cancellationToken).ConfigureAwait(false);
-            var template = _database.TemplateStatus is { } status ? $" ({status})" : string.Empty;
-            await TestContext.Progress.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"linq2db-testkit: the run's database was prepared in {preparation.Elapsed.TotalSeconds:0.000} s{template}")).ConfigureAwait(false);
-        }
-        catch
-        {
-            await EndRunAsync().ConfigureAwait(false);
-            throw;
-        }
+        await RunLifecycle.StartAsync(_provider, options, GetType(), SchemaInputs, PrepareDatabaseAsync,
+            RunLifecycle.AnyMarked(GetType().Assembly, typeof(RealCommitsAttribute)), database => _database = database, Progress, cancellationToken).ConfigureAwait(false);
     }
+
+    static void Progress(string line) => TestContext.Progress.WriteLine($"linq2db-testkit: {line}");
 
     /// <summary>
     /// Compares every table with its prepared state, then drops the run's database, unless it is to be kept. Runs once,
@@ -107,34 +78,14 @@ public abstract class TestRun
     public async Task EndRunAsync()
     {
         var database = Interlocked.Exchange(ref _database, null);
+        Interlocked.CompareExchange(ref current, null, this);
         if (database is null)
             return;
 
-        string? leaks;
-        try
-        {
-            leaks = await database.FindLeaksAsync().ConfigureAwait(false);
-        }
-        finally
-        {
-            Interlocked.CompareExchange(ref current, null, this);
-            await database.DisposeAsync().ConfigureAwait(false);
-            if (database.KeepsDatabase)
-                await TestContext.Progress.WriteLineAsync($"linq2db-testkit: kept {database}").ConfigureAwait(false);
-        }
-
-        if (leaks is not null)
-        {
-            var message = $"Data persisted in the run's database after the tests, although every test's scope was rolled back: something committed " +
-                          $"outside the scopes (code that connected on its own, in a test or in the background).\n  {leaks}\n" +
-                          "The lines 'linq2db-testkit: after …' above say after which test class each change was first seen. A test that fails with " +
-                          $"a bypass report names its statements. To commit seed data on purpose, do it in PrepareDatabaseAsync, or set {TestKitEnvironment.LeakCheckVariable}=false.";
-            await TestContext.Progress.WriteLineAsync($"linq2db-testkit: {message}").ConfigureAwait(false);
-            Assert.Fail(message);
-        }
-
-        if (database.ChecksForLeaks)
-            await TestContext.Progress.WriteLineAsync($"linq2db-testkit: after the run, every table of {database.Name} holds what it held once prepared").ConfigureAwait(false);
+        var failure = await RunLifecycle.EndAsync(database, Progress,
+            "The lines 'linq2db-testkit: after …' above say after which test class each change was first seen.").ConfigureAwait(false);
+        if (failure is not null)
+            Assert.Fail(failure);
     }
 
     /// <summary>The lowest NUnit3TestAdapter that fails <c>dotnet test</c> when the run's leak check fails after the last test.</summary>
@@ -155,32 +106,11 @@ public abstract class TestRun
             : null;
     }
 
-    /// <summary>Whether a test of <paramref name="assembly"/> is marked <see cref="RealCommitsAttribute"/>: the run then prepares for it before any scope begins.</summary>
-    static bool UsesRealCommits(Assembly assembly)
-    {
-        Type[] types;
-        try
-        {
-            types = assembly.GetTypes();
-        }
-        catch (ReflectionTypeLoadException exception)
-        {
-            types = [.. exception.Types.OfType<Type>()];
-        }
-
-        const BindingFlags Methods = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
-        return types.Any(type => type.IsDefined(typeof(RealCommitsAttribute), inherit: true)
-                                 || type.GetMethods(Methods).Any(method => method.IsDefined(typeof(RealCommitsAttribute), inherit: true)));
-    }
-
     /// <summary>After a test class: reports, once, what persisted since the previous look.</summary>
     internal static void CheckAfterClass(string testClass)
     {
-        if (current?._database is not { ChecksForLeaks: true } database)
-            return;
-
-        if (database.FindNewLeaksAsync().GetAwaiter().GetResult() is { } leaks)
-            TestContext.Progress.WriteLine($"linq2db-testkit: after {testClass} (and the classes that ran beside it), committed data persisted:\n  {leaks}");
+        if (RunLifecycle.CheckAfterClass(current?._database, testClass) is { } line)
+            Progress(line);
     }
 
     /// <summary>
