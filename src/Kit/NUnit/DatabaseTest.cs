@@ -1,3 +1,4 @@
+using Linq2DbTestKit.Internal;
 using LinqToDB.Data;
 using NUnit.Framework;
 
@@ -31,8 +32,7 @@ public abstract class DatabaseTest
     /// <exception cref="InvalidOperationException">Used outside a test: in <c>[OneTimeSetUp]</c>, a constructor or a static member.</exception>
     protected TestScope Scope => TestScope.Current ?? throw (RealCommitSession.Current is { } session
         ? new InvalidOperationException(
-            $"This test commits for real ([RealCommits]): it has no scope. Connect with TestRun.Database.ConnectionString, or use Db or RealCommits.Options; " +
-            $"after the test, the kit returns the tables it changed to their prepared state ({session}).")
+            ScopedTest.NoScopeInRealCommits(session))
         : new InvalidOperationException(
             "The test scope exists only while a test runs, from before its [SetUp] to after its [TearDown], and only in the test's own flow; " +
             "it is not available in [OneTimeSetUp], constructors, static members, or code started with ExecutionContext.SuppressFlow."));
@@ -46,5 +46,5 @@ public abstract class DatabaseTest
     /// <summary>The running <see cref="RealCommitsAttribute"/> test's session.</summary>
     /// <exception cref="InvalidOperationException">The running test is not marked <see cref="RealCommitsAttribute"/>.</exception>
     protected RealCommitSession RealCommits => RealCommitSession.Current ?? throw new InvalidOperationException(
-        "This test runs in a scope whose transaction is rolled back: mark it [RealCommits] to commit for real.");
+        ScopedTest.NoRealCommitsInScope);
 }

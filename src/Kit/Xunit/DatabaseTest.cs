@@ -45,8 +45,7 @@ public abstract class DatabaseTest : global::Xunit.IAsyncLifetime
     /// <summary>The running test's scope.</summary>
     /// <exception cref="InvalidOperationException">The test is marked <see cref="RealCommitsAttribute"/>, and has none.</exception>
     protected TestScope Scope => _scope ?? throw new InvalidOperationException(
-        $"This test commits for real ([RealCommits]): it has no scope. Connect with TestRun.Database.ConnectionString, or use Db or RealCommits.Options; " +
-        $"after the test, the kit returns the tables it changed to their prepared state ({_session}).");
+        ScopedTest.NoScopeInRealCommits(_session!));
 
     /// <summary>
     /// A ready <see cref="DataConnection"/>: on the running test's scope, or in a <see cref="RealCommitsAttribute"/> test,
@@ -57,7 +56,7 @@ public abstract class DatabaseTest : global::Xunit.IAsyncLifetime
     /// <summary>The running <see cref="RealCommitsAttribute"/> test's session.</summary>
     /// <exception cref="InvalidOperationException">The running test is not marked <see cref="RealCommitsAttribute"/>.</exception>
     protected RealCommitSession RealCommits => _session ?? throw new InvalidOperationException(
-        "This test runs in a scope whose transaction is rolled back: mark it [RealCommits] to commit for real.");
+        ScopedTest.NoRealCommitsInScope);
 
     /// <summary>Runs after the constructor, in the test's scope. Override it for asynchronous set-up.</summary>
     public virtual ValueTask InitializeAsync() => ValueTask.CompletedTask;

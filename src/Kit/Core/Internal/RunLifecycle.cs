@@ -110,17 +110,23 @@ internal static class RunLifecycle
     /// <summary>Whether a type or method of <paramref name="assembly"/> carries <paramref name="attribute"/> (or one derived from it).</summary>
     public static bool AnyMarked(Assembly assembly, Type attribute)
     {
-        Type[] types;
+        const BindingFlags Methods = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        return TypesOf(assembly).Any(type => type.IsDefined(attribute, inherit: true) || type.GetMethods(Methods).Any(method => method.IsDefined(attribute, inherit: true)));
+    }
+
+    /// <summary>The classes of <paramref name="assembly"/> that derive from <paramref name="baseType"/> and can be created.</summary>
+    public static IReadOnlyList<Type> ConcreteTypes(Assembly assembly, Type baseType) =>
+        [.. TypesOf(assembly).Where(type => type is { IsClass: true, IsAbstract: false, ContainsGenericParameters: false } && baseType.IsAssignableFrom(type))];
+
+    static Type[] TypesOf(Assembly assembly)
+    {
         try
         {
-            types = assembly.GetTypes();
+            return assembly.GetTypes();
         }
         catch (ReflectionTypeLoadException exception)
         {
-            types = [.. exception.Types.OfType<Type>()];
+            return [.. exception.Types.OfType<Type>()];
         }
-
-        const BindingFlags Methods = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
-        return types.Any(type => type.IsDefined(attribute, inherit: true) || type.GetMethods(Methods).Any(method => method.IsDefined(attribute, inherit: true)));
     }
 }

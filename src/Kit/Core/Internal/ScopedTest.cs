@@ -56,6 +56,14 @@ internal static class ScopedTest
         }
     }
 
+    /// <summary>Why a real-commit test has no scope, and what it uses instead; <paramref name="run"/> names the integration's run class.</summary>
+    public static string NoScopeInRealCommits(RealCommitSession session, string run = "TestRun") =>
+        $"This test commits for real ([RealCommits]): it has no scope. Connect with {run}.Database.ConnectionString, or use Db or RealCommits.Options; " +
+        $"after the test, the kit returns the tables it changed to their prepared state ({session}).";
+
+    /// <summary>Why a test in a scope has no real-commit session.</summary>
+    public const string NoRealCommitsInScope = "This test runs in a scope whose transaction is rolled back: mark it [RealCommits] to commit for real.";
+
     internal static string? BypassMessage(TestScope scope)
     {
         var statements = scope.BypassStatements;
