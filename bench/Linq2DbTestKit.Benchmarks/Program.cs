@@ -9,10 +9,11 @@ using Npgsql;
 //   --quick        fewer rounds
 //   --skip-suite   no NUnit suite timing
 //   --reset-cost   only the real-commit reset's cost against rows written and held (bench/results/reset-cost.md)
+//   --per-test     only the per-test cost as dotnet test runs NUnit projects, against a hand-written floor (bench/results/per-test-dotnet-test.md)
 var quick = args.Contains("--quick");
-if (args.FirstOrDefault(a => a is not ("--quick" or "--skip-suite" or "--reset-cost")) is { } unknown)
+if (args.FirstOrDefault(a => a is not ("--quick" or "--skip-suite" or "--reset-cost" or "--per-test")) is { } unknown)
 {
-    Console.Error.WriteLine($"bench/run: unknown argument '{unknown}'. Use --quick (fewer rounds), --skip-suite (no NUnit suite timing) or --reset-cost (only the reset's cost).");
+    Console.Error.WriteLine($"bench/run: unknown argument '{unknown}'. Use --quick (fewer rounds), --skip-suite (no NUnit suite timing), --reset-cost (only the reset's cost) or --per-test (only the per-test cost under dotnet test).");
     return 2;
 }
 
@@ -23,6 +24,16 @@ var serverOrigin = throwaway is null ? "the configured server" : "a throwaway cl
 var root = RepositoryRoot();
 var resultsDirectory = Path.Combine(root, "bench", "results");
 Directory.CreateDirectory(resultsDirectory);
+
+if (args.Contains("--per-test"))
+{
+    var (repeats, tests) = quick ? (2, 100) : (3, 300);
+    var measured = await PerTestRuns.MeasureAsync(root, Strategies.ServerConnectionString, quick ? [5] : Strategies.TableCounts, [1, 4], repeats, tests);
+    var perTest = PerTestRuns.Report(measured, repeats, tests, await ServerVersionAsync(), serverOrigin);
+    await File.WriteAllTextAsync(Path.Combine(resultsDirectory, "per-test-dotnet-test.md"), $"# Per-test cost under dotnet test\n\n{perTest}");
+    Console.WriteLine(perTest);
+    return 0;
+}
 
 var resetRounds = quick ? 5 : 20;
 var resetCost = ResetCost.Report(await ResetCost.MeasureAsync(Strategies.ServerConnectionString, resetRounds), resetRounds);

@@ -339,10 +339,13 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
 
     /// <summary>
     /// Whether the drop failed because a session uses the database: SQL Server's 3702 (in use) or 5064 (single-user,
-    /// and a session took the slot), or Babelfish's refusal, whose number is its generic one.
+    /// and a session took the slot), or Babelfish's refusal, whose number is its generic one; or because a session the
+    /// drop listed ended before its <c>KILL</c> (SQL Server's 6106, Babelfish's message): the next attempt lists again.
     /// </summary>
     static bool IsDatabaseInUse(SqlException exception) =>
-        exception.Number is 3702 or 5064 || exception.Message.Contains("is currently in use", StringComparison.Ordinal);
+        exception.Number is 3702 or 5064 or 6106
+        || exception.Message.Contains("is currently in use", StringComparison.Ordinal)
+        || exception.Message.Contains("is not an active process ID", StringComparison.Ordinal);
 
     const int DropAttempts = 5;
 

@@ -16,6 +16,9 @@ internal sealed class ScopeCommand : DbCommand
     {
         _connection = connection;
         Inner = inner;
+        // Component's finalizer has nothing to release here; left registered, every statement's wrapper would wait for
+        // the finalizer thread and survive a collection.
+        GC.SuppressFinalize(this);
     }
 
     /// <summary>The driver's command. linq2db reaches it through the kit's unwrap interceptor.</summary>

@@ -26,6 +26,8 @@ internal sealed class TestScopeConnection : DbConnection
         TracedByLinqToDB = tracedByLinqToDB;
         AdoptedFromApplication = adoptedFromApplication;
         TestsOwn = testsOwn;
+        // Component's finalizer has nothing to release: the scope owns the driver's connection.
+        GC.SuppressFinalize(this);
     }
 
     /// <summary>
