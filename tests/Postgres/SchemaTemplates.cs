@@ -274,8 +274,12 @@ public sealed class SchemaTemplates
                 await Task.Delay(100);
             }
 
-            var building = (await File.ReadAllTextAsync(ready)).Trim();
-            child.Kill(entireProcessTree: true);    // SIGKILL: nothing of the child's clean-up runs
+            var lines = (await File.ReadAllTextAsync(ready)).Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            var building = lines[0];
+            // SIGKILL, the building test host first: killed after the runner, it could see its runner gone and clean up.
+            using (var host = System.Diagnostics.Process.GetProcessById(int.Parse(lines[1], System.Globalization.CultureInfo.InvariantCulture)))
+                host.Kill();
+            child.Kill(entireProcessTree: true);
             await child.WaitForExitAsync();
             await output;
             await using (var admin = new NpgsqlConnection(TestRun.Database.ServerConnectionString))
@@ -339,7 +343,8 @@ public sealed class TemplateBuildKilled
             SchemaFingerprint = "k1",
             CheckForLeaks = false,
         });
-        await File.WriteAllTextAsync(Environment.GetEnvironmentVariable(ReadyFileVariable)!, database.Name);
+        // The database, and the process that builds it: the parent kills this one first.
+        await File.WriteAllTextAsync(Environment.GetEnvironmentVariable(ReadyFileVariable)!, $"{database.Name}\n{Environment.ProcessId}");
         await Task.Delay(Timeout.Infinite);
     }
 }

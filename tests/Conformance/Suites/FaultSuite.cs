@@ -83,8 +83,12 @@ public abstract class FaultSuite : ConformanceTest
             await Task.Delay(100);
         }
 
-        var childDatabase = (await File.ReadAllTextAsync(ready)).Trim();
+        var lines = (await File.ReadAllTextAsync(ready)).Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var childDatabase = lines[0];
         File.Delete(ready);
+        // SIGKILL, the test host first: killed after its runner, it could see the runner gone and end its run cleanly.
+        using (var host = Process.GetProcessById(int.Parse(lines[1], System.Globalization.CultureInfo.InvariantCulture)))
+            host.Kill();
         child.Kill(entireProcessTree: true);
         await child.WaitForExitAsync();
         await output;
@@ -137,7 +141,8 @@ public abstract class KilledMidScopeSuite : ConformanceTest
         }
 
         Assert.That(db.Items.Count(i => i.Name.StartsWith(tag)), Is.EqualTo(2));
-        await File.WriteAllTextAsync(Environment.GetEnvironmentVariable(ReadyFileVariable)!, TestRun.Database.Name);
+        // The run's database, and the process that writes in it: the parent kills this one first.
+        await File.WriteAllTextAsync(Environment.GetEnvironmentVariable(ReadyFileVariable)!, $"{TestRun.Database.Name}\n{Environment.ProcessId}");
         await Task.Delay(TimeSpan.FromMinutes(2));
     }
 }
