@@ -48,6 +48,12 @@ public sealed class BabelfishDifference
         "DBCC CHECKIDENT … RESEED waits for every other open transaction that inserted into the table, where SQL Server reseeds at once: a real-commit " +
         "session's reset that rewinds an identity waits for a class's uncommitted seed rows in that table");
 
+    /// <summary>A T-SQL <c>ROLLBACK</c> of a transaction the driver began is not reported to the driver, which then keeps the connection out of its pool.</summary>
+    public static readonly BabelfishDifference RollbackNotReported = new(
+        "a T-SQL ROLLBACK is not reported to the driver",
+        "after ROLLBACK TRANSACTION sent as SQL, SqlClient still holds the transaction it began open (SQL Server tells it the transaction ended), " +
+        "so closing the connection sends a rollback Babelfish refuses and the connection is not pooled: every scope opens a new session");
+
     /// <summary>Whether the run's server is Babelfish.</summary>
     public static bool OnBabelfish =>
         TestRun.Database is { Provider.Name: "sqlserver", ServerDescription: { } server } && server.StartsWith("Babelfish", StringComparison.Ordinal);

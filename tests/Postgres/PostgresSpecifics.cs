@@ -1,5 +1,6 @@
 using Linq2DbTestKit.Conformance;
 using Linq2DbTestKit.Conformance.App;
+using Linq2DbTestKit.Internal;
 using LinqToDB;
 using LinqToDB.Data;
 using Npgsql;
@@ -239,6 +240,33 @@ public sealed class PostgresSpecifics : ConformanceTest
         Assert.That(await command.ExecuteScalarAsync(), Is.True, "another session takes the lock at once: the scope's pooled connection does not hold it");
         command.CommandText = "SELECT pg_advisory_unlock(74656)";
         await command.ExecuteScalarAsync();
+    }
+
+    [Test]
+    public async Task An_advisory_lock_of_the_previous_test_is_free_when_the_next_test_begins()
+    {
+        // The integrations end a test without waiting for its rollback's answer; the next test's begin waits for it.
+        var database = Scope.Database;
+        await Task.Run(async () =>
+        {
+            TestScope.SetCurrent(null);
+            await using var outside = Outside.Open();
+            await using var command = outside.CreateCommand();
+            for (var round = 0; round < 30; round++)
+            {
+                var previous = ScopedTest.Begin(database);
+                using (var db = new ShopDb(previous.Options))
+                    db.Execute("SELECT pg_advisory_lock(74657)");
+                Assert.That(ScopedTest.End(previous), Is.Null);
+
+                var next = ScopedTest.Begin(database);
+                command.CommandText = "SELECT pg_try_advisory_lock(74657)";
+                Assert.That(await command.ExecuteScalarAsync(), Is.True, $"round {round}: the lock of the previous test was still held when the next began");
+                command.CommandText = "SELECT pg_advisory_unlock(74657)";
+                await command.ExecuteScalarAsync();
+                Assert.That(ScopedTest.End(next), Is.Null);
+            }
+        });
     }
 
     [Test]

@@ -88,6 +88,26 @@ public sealed class BabelfishDifferences
     }
 
     [Test]
+    public void A_rollback_sent_as_sql_is_not_reported_to_the_driver_and_the_next_connection_is_a_new_session()
+    {
+        int session;
+        using (var connection = Open())
+        {
+            var transaction = connection.BeginTransaction();
+            using (var id = new SqlCommand("SELECT @@SPID", connection, transaction))
+                session = Convert.ToInt32(id.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+            using (var rollback = new SqlCommand("ROLLBACK TRANSACTION", connection, transaction))
+                rollback.ExecuteNonQuery();
+            Assert.That(transaction.Connection, Is.Not.Null, $"{BabelfishDifference.RollbackNotReported.Description}: SqlClient still holds the transaction open");
+        }
+
+        using var next = Open();
+        using var nextId = new SqlCommand("SELECT @@SPID", next);
+        Assert.That(Convert.ToInt32(nextId.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture), Is.Not.EqualTo(session),
+            $"{BabelfishDifference.RollbackNotReported.Description}: the pool did not keep the connection");
+    }
+
+    [Test]
     public void The_deadlock_victim_is_not_chosen_by_priority()
     {
         using var setUp = Open();

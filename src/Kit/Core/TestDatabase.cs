@@ -351,6 +351,7 @@ public sealed class TestDatabase : IAsyncDisposable
 
         try
         {
+            await EndingScopesAsync().ConfigureAwait(false);
             // The template keeps the prepared state the leak check recorded, so that its copies need not read every table.
             if (_leakCheck is not null)
                 await _leakCheck.StorePreparedStateAsync(cancellationToken).ConfigureAwait(false);
@@ -466,6 +467,7 @@ public sealed class TestDatabase : IAsyncDisposable
         if (RealCommitSession.Current?.Database == this)
             return await look(cancellationToken).ConfigureAwait(false);
 
+        await EndingScopesAsync().ConfigureAwait(false);
         await _gate.EnterSharedAsync(reentrant: true, cancellationToken).ConfigureAwait(false);
         try
         {
@@ -602,6 +604,16 @@ public sealed class TestDatabase : IAsyncDisposable
                 "A test commits for real or runs in a scope, not both.");
         }
 
+        // What the tests that ended before this one began left on its way to the server is finished first.
+        var ending = EndingScopesAsync();
+        if (!ending.IsCompleted)
+        {
+            if (async)
+                await ending.ConfigureAwait(false);
+            else
+                ending.GetAwaiter().GetResult();
+        }
+
         // Scopes wait while a real-commit session has the database; a flow inside a scope of this database already
         // holds the gate, and must not queue behind a session that waits for that scope.
         var entered = _gate.EnterSharedAsync(reentrant: TestScope.Current?.Database == this, cancellationToken);
@@ -661,6 +673,7 @@ public sealed class TestDatabase : IAsyncDisposable
 
         try
         {
+            await EndingScopesAsync().ConfigureAwait(false);
             await ReleaseTemplateLockAsync().ConfigureAwait(false);
             if (_spare is not null)
                 await _spare.ConfigureAwait(false);
@@ -716,6 +729,33 @@ public sealed class TestDatabase : IAsyncDisposable
 
     /// <summary>After a lost connection the pool may hold more dead ones (a restarted server): let the next scope open fresh ones.</summary>
     internal void OnConnectionLost() => Provider.ClearPool(ScopeConnectionString);
+
+    readonly HashSet<Task> _endingScopes = [];
+
+    /// <summary>A scope's rollback, sent and not yet answered (<see cref="TestScope.EndBetweenTests"/>).</summary>
+    internal void EndingInBackground(Task rollback)
+    {
+        lock (_endingScopes)
+            _endingScopes.Add(rollback);
+        rollback.ContinueWith(
+            static (done, state) =>
+            {
+                var ending = (HashSet<Task>)state!;
+                lock (ending)
+                    ending.Remove(done);
+            },
+            _endingScopes, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>
+    /// Completes when every scope that has ended so far has had its rollback answered and its connection returned: a
+    /// test that begins after another has ended finds nothing of it left, not even a lock.
+    /// </summary>
+    internal Task EndingScopesAsync()
+    {
+        lock (_endingScopes)
+            return _endingScopes.Count == 0 ? Task.CompletedTask : Task.WhenAll([.. _endingScopes]);
+    }
 
     static async Task<DbConnection> ConnectAsync(
         DatabaseProvider provider, string connectionString, ParsedConnectionString server, string describedSource, string? database, CancellationToken cancellationToken)

@@ -299,13 +299,24 @@ public sealed partial class TestScope
             Database.ScopeEnded();
     }
 
-    async ValueTask End(bool async)
+    async ValueTask End(bool async) => await End(async, rollBackInBackground: false).ConfigureAwait(false);
+
+    /// <summary>
+    /// Ends the scope as a test framework integration does between two tests: everything that can fail the test is
+    /// decided before this returns; only the rollback itself, whose answer decides nothing, may still be on its way to
+    /// the server. Its connection goes back to the pool when the server has answered; every later scope, real-commit
+    /// session and leak check of the database waits for that (<see cref="TestDatabase.EndingScopesAsync"/>).
+    /// </summary>
+    internal void EndBetweenTests() => End(async: false, rollBackInBackground: true).GetAwaiter().GetResult();
+
+    async ValueTask End(bool async, bool rollBackInBackground)
     {
         MarkOwnStatement();
         if (Interlocked.CompareExchange(ref _state, Ending, Active) != Active)
             return;
 
         Exception? failure = null;
+        var inBackground = false;
         try
         {
             DataConnection? db;
@@ -343,7 +354,21 @@ public sealed partial class TestScope
             foreach (var open in _ledger.Ended())
                 TraceLog.Add($"{open.Owner.Origin}: transaction {open.Name} was still open when the test ended; rolled back with the test's transaction");
 
-            failure = await RollBackOuter(async).ConfigureAwait(false);
+            if (rollBackInBackground && _parent is null && _fatal is null && Provider.ScopeTransactionDepth == 0 && Provider.EndOfScopeBatch is { } batch && Provider.IsOpen(Outer))
+            {
+                // Nothing in the answer can fail the test: the driver already knows the transaction is open, and a
+                // lost connection is rolled back by the server. Sent now, answered while the framework moves on.
+                TraceLog.Add($"end of test → {batch}");
+                Task rollback;
+                using (ExecutionContext.IsFlowSuppressed() ? default(AsyncFlowControl?) : ExecutionContext.SuppressFlow())
+                    rollback = RollBackInBackground(batch);
+                Database.EndingInBackground(rollback);
+                inBackground = true;
+            }
+            else
+            {
+                failure = await RollBackOuter(async).ConfigureAwait(false);
+            }
         }
         finally
         {
@@ -358,20 +383,9 @@ public sealed partial class TestScope
                 if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
                     Database.ScopeEnded();
             }
-            else
+            else if (!inBackground)
             {
-                if (async)
-                    await Native.DisposeAsync().ConfigureAwait(false);
-                else
-                    Native.Dispose();
-
-                // A session that lost or ended its transaction may carry state a pooled connection must not pass on
-                // (SQL Server's XACT_ABORT, say): the next scope gets a fresh connection.
-                if (_fatal is not null)
-                    Database.OnConnectionLost();
-                _gate.Release();
-                if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
-                    Database.ScopeEnded();
+                await ReturnConnection(async).ConfigureAwait(false);
             }
         }
 
@@ -383,6 +397,50 @@ public sealed partial class TestScope
         {
             throw new TestScopeException(
                 $"{this} behaved differently from production, so the test's result may not hold outside the test:\n  {string.Join("\n  ", divergences)}");
+        }
+    }
+
+    /// <summary>Gives the scope's connection back to the pool and lets real-commit sessions begin.</summary>
+    async ValueTask ReturnConnection(bool async)
+    {
+        if (async)
+            await Native.DisposeAsync().ConfigureAwait(false);
+        else
+            Native.Dispose();
+
+        // A session that lost or ended its transaction may carry state a pooled connection must not pass on
+        // (SQL Server's XACT_ABORT, say): the next scope gets a fresh connection.
+        if (_fatal is not null)
+            Database.OnConnectionLost();
+        _gate.Release();
+        if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
+            Database.ScopeEnded();
+    }
+
+    /// <summary>
+    /// The rollback <see cref="EndBetweenTests"/> leaves on its way. When it fails, the connection is closed instead of
+    /// pooled, so the server rolls the transaction back, and the failure is written to the error output: the run's leak
+    /// check has the last word on what persisted.
+    /// </summary>
+    async Task RollBackInBackground(string batch)
+    {
+        try
+        {
+            await RunNative(batch, async: true, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception exception)
+        {
+            _fatal ??= new Fatal(FatalKind.Lost, exception.Message);
+            if (Provider.ClassifyStatementFailure(exception, Native) != StatementFailure.ConnectionLost)
+            {
+                await Console.Error.WriteLineAsync(
+                    $"linq2db-testkit: the rollback at the end of {this} failed ({exception.Message}); its connection was closed instead of pooled, " +
+                    "so the server rolls the transaction back.").ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            await ReturnConnection(async: true).ConfigureAwait(false);
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Linq2DbTestKit.Conformance.App;
+using Linq2DbTestKit.Internal;
 using Linq2DbTestKit.NUnit;
 using LinqToDB;
 using LinqToDB.Data;
@@ -47,6 +48,56 @@ public abstract class FaultSuite : ConformanceTest
         }
 
         await EndScopeAndAssertNothingLeftAsync();
+    }
+
+    /// <summary>
+    /// Between two tests the integrations leave the first test's rollback on its way while the framework moves on
+    /// (<c>ScopedTest.End</c>). The next test, begun at once, must find a fresh transaction: on the same pooled
+    /// connection when the rollback was answered, on a new one when the first test's session broke.
+    /// </summary>
+    [Test]
+    public async Task The_next_test_never_sees_the_previous_tests_rows([Values] bool previousSessionKilled)
+    {
+        var reused = 0;
+        var database = Scope.Database;
+        await Task.Run(async () =>
+        {
+            TestScope.SetCurrent(null);
+            for (var round = 0; round < 20; round++)
+            {
+                var previous = ScopedTest.Begin(database);
+                int previousSession;
+                using (var db = new ShopDb(previous.Options))
+                {
+                    db.Insert(new Item { Name = Name($"previous-{round}") });
+                    previousSession = db.Execute<int>(SessionIdQuery);
+                    Assert.That(db.Items.Count(i => i.Name.StartsWith(Tag)), Is.EqualTo(1), "the previous test sees its own row");
+                }
+
+                if (previousSessionKilled)
+                    await Outside.ExecuteAsync(KillSession(previousSession));
+                Assert.That(ScopedTest.End(previous), Is.Null, "the previous test ends without a problem: its session's end rolled it back");
+
+                var next = ScopedTest.Begin(database);
+                using (var db = new ShopDb(next.Options))
+                {
+                    var nextSession = db.Execute<int>(SessionIdQuery);
+                    if (nextSession == previousSession)
+                        reused++;
+                    Assert.That(db.Items.Count(i => i.Name.StartsWith(Tag)), Is.Zero, $"round {round}: the next test sees a row of the previous one");
+                    db.Insert(new Item { Name = Name($"next-{round}") });
+                }
+
+                Assert.That(ScopedTest.End(next), Is.Null);
+            }
+        });
+
+        Assert.That(await Outside.CountItemsAsync(Tag), Is.Zero, "nothing of either test persisted");
+        if (previousSessionKilled)
+            return;
+        if (reused == 0)
+            BabelfishDifference.RollbackNotReported.SkipHere();
+        Assert.That(reused, Is.GreaterThan(0), "the next test got the previous test's pooled connection at least once: the case this test is about");
     }
 
     [Test]

@@ -15,14 +15,17 @@ internal static class ScopedTest
         return scope;
     }
 
-    /// <summary>Ends the test's scope; the problems that must fail the test, as one message, or <see langword="null"/>.</summary>
+    /// <summary>
+    /// Ends the test's scope; the problems that must fail the test, as one message, or <see langword="null"/>. The
+    /// rollback may still be on its way when this returns: the next scope waits for it.
+    /// </summary>
     public static string? End(TestScope scope)
     {
         TestScope.SetCurrent(null);
         string? ending = null;
         try
         {
-            scope.Dispose();
+            scope.EndBetweenTests();
         }
         catch (Exception exception) when (exception is TestScopeException or InvalidOperationException)
         {
