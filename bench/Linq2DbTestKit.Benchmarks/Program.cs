@@ -27,7 +27,7 @@ Directory.CreateDirectory(resultsDirectory);
 
 if (args.Contains("--per-test"))
 {
-    var (repeats, tests) = quick ? (2, 100) : (3, 300);
+    var (repeats, tests) = quick ? (2, 100) : (5, 300);
     var measured = await PerTestRuns.MeasureAsync(root, Strategies.ServerConnectionString, quick ? [5] : Strategies.TableCounts, [1, 4], repeats, tests);
     var perTest = PerTestRuns.Report(measured, repeats, tests, await ServerVersionAsync(), serverOrigin);
     await File.WriteAllTextAsync(Path.Combine(resultsDirectory, "per-test-dotnet-test.md"), $"# Per-test cost under dotnet test\n\n{perTest}");

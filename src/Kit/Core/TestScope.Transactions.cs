@@ -403,18 +403,23 @@ public sealed partial class TestScope
     /// <summary>Gives the scope's connection back to the pool and lets real-commit sessions begin.</summary>
     async ValueTask ReturnConnection(bool async)
     {
-        if (async)
-            await Native.DisposeAsync().ConfigureAwait(false);
-        else
-            Native.Dispose();
-
-        // A session that lost or ended its transaction may carry state a pooled connection must not pass on
-        // (SQL Server's XACT_ABORT, say): the next scope gets a fresh connection.
-        if (_fatal is not null)
-            Database.OnConnectionLost();
-        _gate.Release();
-        if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
-            Database.ScopeEnded();
+        try
+        {
+            if (async)
+                await Native.DisposeAsync().ConfigureAwait(false);
+            else
+                Native.Dispose();
+        }
+        finally
+        {
+            // A session that lost or ended its transaction may carry state a pooled connection must not pass on
+            // (SQL Server's XACT_ABORT, say): the next scope gets a fresh connection.
+            if (_fatal is not null)
+                Database.OnConnectionLost();
+            _gate.Release();
+            if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
+                Database.ScopeEnded();
+        }
     }
 
     /// <summary>
@@ -440,7 +445,16 @@ public sealed partial class TestScope
         }
         finally
         {
-            await ReturnConnection(async: true).ConfigureAwait(false);
+            try
+            {
+                await ReturnConnection(async: true).ConfigureAwait(false);
+            }
+            catch (Exception exception)
+            {
+                // Never a fault for the next test to meet: the connection is gone either way.
+                Database.OnConnectionLost();
+                await Console.Error.WriteLineAsync($"linq2db-testkit: returning the connection of {this} failed ({exception.Message}); it was closed instead.").ConfigureAwait(false);
+            }
         }
     }
 
