@@ -28,7 +28,9 @@ public static class PerTestRuns
         new("kit, ASP.NET Core: DatabaseTest and CreateClient(Scope)", "Kit", "PerTestCost.Kit.WithAspNet", AspNetFloor.Name),
     ];
 
-    public sealed record Measurement(Kind Kind, int Tables, int Workers, IReadOnlyList<double> RunMedians, double? AllocatedBytes);
+    /// <param name="RunMedians">Per run, the median duration of all its tests.</param>
+    /// <param name="WarmRunMedians">Per run, the median duration of its later half of tests (by start): the process warmed up, the JIT's code optimised.</param>
+    public sealed record Measurement(Kind Kind, int Tables, int Workers, IReadOnlyList<double> RunMedians, IReadOnlyList<double> WarmRunMedians, double? AllocatedBytes);
 
     public static async Task<IReadOnlyList<Measurement>> MeasureAsync(string root, string server, IReadOnlyList<int> tableCounts, IReadOnlyList<int> workerCounts, int repeats, int tests)
     {
@@ -43,6 +45,7 @@ public static class PerTestRuns
             foreach (var workers in workerCounts)
             {
                 var medians = Kinds.ToDictionary(k => k, _ => new List<double>());
+                var warmMedians = Kinds.ToDictionary(k => k, _ => new List<double>());
                 for (var repeat = 0; repeat < repeats; repeat++)
                 {
                     // A rotating order: no kind always runs first (colder) or last.
@@ -50,6 +53,7 @@ public static class PerTestRuns
                     {
                         var durations = await RunKindAsync(root, server, kind, tables, workers, tests, output.FullName, allocations: false);
                         medians[kind].Add(Median(durations.Select(d => d.Milliseconds)));
+                        warmMedians[kind].Add(Median(durations.OrderBy(d => d.Start).Skip(durations.Count / 2).Select(d => d.Milliseconds)));
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {tables,3} tables, {workers} workers, {kind.Name}: median {medians[kind][^1]:0.000} ms"));
                     }
                 }
@@ -60,7 +64,7 @@ public static class PerTestRuns
                     double? allocated = null;
                     if (workers == 1)
                         allocated = Median((await RunKindAsync(root, server, kind, tables, 1, tests, output.FullName, allocations: true)).Select(d => (double)(d.Allocated ?? 0)));
-                    results.Add(new Measurement(kind, tables, workers, medians[kind], allocated));
+                    results.Add(new Measurement(kind, tables, workers, medians[kind], warmMedians[kind], allocated));
                 }
             }
         }
@@ -72,7 +76,7 @@ public static class PerTestRuns
         return results;
     }
 
-    static async Task<IReadOnlyList<(double Milliseconds, long? Allocated)>> RunKindAsync(
+    static async Task<IReadOnlyList<(DateTimeOffset Start, double Milliseconds, long? Allocated)>> RunKindAsync(
         string root, string server, Kind kind, int tables, int workers, int tests, string output, bool allocations)
     {
         var trx = Path.Combine(output, $"{Guid.NewGuid():N}.trx");
@@ -85,15 +89,18 @@ public static class PerTestRuns
             ["BENCH_TESTS"] = tests.ToString(CultureInfo.InvariantCulture),
             ["BENCH_ALLOCATIONS"] = allocations ? "1" : "0",
         };
+        // NUnit's own filter, not dotnet test's --filter: above its AssemblySelectLimit (2,000 test cases), NUnit's adapter
+        // runs every fixture of the assembly and drops the other fixtures' results, so they would run, unseen, in the
+        // measured process.
         Run("dotnet", ["test", Path.Combine(root, "bench", "PerTestCost", kind.Project), "-c", "Release", "--no-build", "--nologo",
-            "--filter", $"FullyQualifiedName~{kind.TestClass}.", "--logger", $"trx;LogFileName={trx}",
-            "--", $"NUnit.NumberOfTestWorkers={workers}"], root, environment);
+            "--logger", $"trx;LogFileName={trx}",
+            "--", $"NUnit.Where=class == {kind.TestClass}", $"NUnit.NumberOfTestWorkers={workers}"], root, environment);
         await Task.CompletedTask;
         return ReadTrx(trx, kind.TestClass, tests);
     }
 
-    /// <summary>Each passed test's duration and, when written, its allocated bytes; fails unless every test ran and passed.</summary>
-    static List<(double Milliseconds, long? Allocated)> ReadTrx(string trx, string testClass, int tests)
+    /// <summary>Each passed test's start, duration and, when written, its allocated bytes; fails unless every test ran and passed.</summary>
+    static List<(DateTimeOffset Start, double Milliseconds, long? Allocated)> ReadTrx(string trx, string testClass, int tests)
     {
         XNamespace ns = "http://microsoft.com/schemas/VisualStudio/TeamTest/2010";
         var document = XDocument.Load(trx);
@@ -108,7 +115,8 @@ public static class PerTestRuns
             var output = r.Element(ns + "Output")?.Element(ns + "StdOut")?.Value ?? "";
             var marker = output.IndexOf("allocated=", StringComparison.Ordinal);
             long? allocated = marker < 0 ? null : long.Parse(output[(marker + 10)..].Split('\n')[0].Trim(), CultureInfo.InvariantCulture);
-            return (duration, allocated);
+            var start = DateTimeOffset.Parse((string)r.Attribute("startTime")!, CultureInfo.InvariantCulture);
+            return (start, duration, allocated);
         })];
     }
 
@@ -144,10 +152,10 @@ public static class PerTestRuns
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Measured {DateTime.UtcNow:yyyy-MM-dd} by `bench/run --per-test` on {serverVersion}, {serverOrigin}, {Environment.ProcessorCount} cores.")
             .AppendLine()
-            .AppendLine(CultureInfo.InvariantCulture, $"Each row: {repeats} runs of `dotnet test` of one NUnit fixture of {tests} identical tests (insert one row through the application's linq2db context, count it), each in a process of its own, the kinds in a rotating order. Time = the median of the runs' median per-test durations, as NUnit reports them in the TRX file (set-up, the isolation's begin and end, the test, tear-down); ratio = that over the floor's at the same schema size and workers; range = the ratios of single runs. The floor project has no kit in its process. Allocated = the median bytes the process allocated during one test, serial, in a separate run.")
+            .AppendLine(CultureInfo.InvariantCulture, $"Each row: {repeats} runs of `dotnet test` of one NUnit fixture of {tests} identical tests (insert one row through the application's linq2db context, count it), each in a process of its own, the kinds in a rotating order. Time = the median of the runs' median per-test durations, as NUnit reports them in the TRX file (set-up, the isolation's begin and end, the test, tear-down); ratio = that over the floor's at the same schema size and workers; range = the ratios of single runs; warmed = the same for the later half of each run's tests (by start), once the process has warmed up. The floor project has no kit in its process. Allocated = the median bytes the process allocated during one test, serial, in a separate run.")
             .AppendLine()
-            .AppendLine("| tables | workers | isolation | per test | ratio to floor | range of single runs | allocated per test |")
-            .AppendLine("|---:|---:|---|---:|---:|---|---:|");
+            .AppendLine("| tables | workers | isolation | per test | ratio to floor | range of single runs | warmed: per test | warmed: ratio | allocated per test |")
+            .AppendLine("|---:|---:|---|---:|---:|---|---:|---:|---:|");
         foreach (var m in measurements)
         {
             var time = Median(m.RunMedians);
@@ -155,8 +163,10 @@ public static class PerTestRuns
             var ratio = floor is null ? "" : (time / Median(floor.RunMedians)).ToString("0.00", CultureInfo.InvariantCulture) + "×";
             var range = floor is null ? "" : string.Create(CultureInfo.InvariantCulture,
                 $"{m.RunMedians.Zip(floor.RunMedians, (k, f) => k / f).Min():0.00}–{m.RunMedians.Zip(floor.RunMedians, (k, f) => k / f).Max():0.00}×");
+            var warm = Median(m.WarmRunMedians);
+            var warmRatio = floor is null ? "" : (warm / Median(floor.WarmRunMedians)).ToString("0.00", CultureInfo.InvariantCulture) + "×";
             var allocated = m.AllocatedBytes is { } bytes ? string.Create(CultureInfo.InvariantCulture, $"{bytes / 1024:0.0} KiB") : "";
-            text.AppendLine(CultureInfo.InvariantCulture, $"| {m.Tables} | {m.Workers} | {m.Kind.Name} | {time:0.000} ms | {ratio} | {range} | {allocated} |");
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {m.Tables} | {m.Workers} | {m.Kind.Name} | {time:0.000} ms | {ratio} | {range} | {warm:0.000} ms | {warmRatio} | {allocated} |");
         }
 
         return text.ToString();

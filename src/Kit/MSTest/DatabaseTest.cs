@@ -25,6 +25,8 @@ namespace Linq2DbTestKit.MSTest;
 /// </remarks>
 public abstract class DatabaseTest
 {
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type Class, string? Test), bool> Marked = new();
+
     TestScope? _scope;
     RealCommitSession? _session;
 
@@ -89,13 +91,10 @@ public abstract class DatabaseTest
             throw new TestScopeException(problem);
     }
 
-    bool MarkedRealCommits()
-    {
-        if (GetType().IsDefined(typeof(RealCommitsAttribute), inherit: true))
-            return true;
-
-        var name = TestContext?.TestName;
-        return name is not null && GetType().GetMethods(BindingFlags.Public | BindingFlags.Instance)
-            .Any(method => method.Name == name && method.IsDefined(typeof(RealCommitsAttribute), inherit: true));
-    }
+    /// <summary>Whether the running test or its class is marked; asked before every test, so the answer is kept per class and test name.</summary>
+    bool MarkedRealCommits() =>
+        Marked.GetOrAdd((GetType(), TestContext?.TestName), static key =>
+            key.Class.IsDefined(typeof(RealCommitsAttribute), inherit: true)
+            || (key.Test is { } name && key.Class.GetMethods(BindingFlags.Public | BindingFlags.Instance)
+                .Any(method => method.Name == name && method.IsDefined(typeof(RealCommitsAttribute), inherit: true))));
 }

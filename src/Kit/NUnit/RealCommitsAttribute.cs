@@ -32,9 +32,13 @@ public sealed class RealCommitsAttribute() : ParallelizableAttribute(ParallelSco
 {
     static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, bool> Warned = new();
 
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type? Class, MethodInfo? Method), bool> Marked = new();
+
+    /// <summary>Whether the test or its class is marked; asked before every test, so the answer is kept per method.</summary>
     internal static bool AppliesTo(ITest test) =>
-        test.Method?.GetCustomAttributes<RealCommitsAttribute>(inherit: true).Length > 0
-        || test.TypeInfo?.Type.GetCustomAttribute<RealCommitsAttribute>(inherit: true) is not null;
+        Marked.GetOrAdd((test.TypeInfo?.Type, test.Method?.MethodInfo), static key =>
+            key.Method?.IsDefined(typeof(RealCommitsAttribute), inherit: true) == true
+            || key.Class?.IsDefined(typeof(RealCommitsAttribute), inherit: true) == true);
 
     ActionTargets ITestAction.Targets => ActionTargets.Test;
 

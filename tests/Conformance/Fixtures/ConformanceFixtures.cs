@@ -2,6 +2,7 @@
 // tests/Directory.Build.props), not into the Conformance library: every provider runs the same fixtures, unchanged.
 using Linq2DbTestKit.Conformance;
 using Linq2DbTestKit.Conformance.Suites;
+using Linq2DbTestKit.NUnit;
 using NUnit.Framework;
 
 [assembly: Parallelizable(ParallelScope.Fixtures)]
@@ -83,6 +84,17 @@ public sealed class Misuse : MisuseSuite;
 public sealed class RealCommitSessions : RealCommitSessionSuite;
 
 public sealed class RealCommitTests : RealCommitsAttributeSuite;
+
+[RealCommits]
+public sealed class RealCommitsMarkedClass : RealCommitsOnClassSuite
+{
+    protected override bool ClassIsMarked => true;
+}
+
+public sealed class RealCommitsUnmarkedClass : RealCommitsOnClassSuite
+{
+    protected override bool ClassIsMarked => false;
+}
 
 public sealed class SharedSeed : SharedSeedSuite;
 

@@ -272,3 +272,28 @@ public abstract class RealCommitsAttributeSuite : DatabaseTest
         Assert.That(await Db.GetTable<Colour>().OrderBy(c => c.Id).Select(c => c.Name).ToArrayAsync(), Is.EqualTo(new[] { "red", "green", "blue" }));
     }
 }
+
+/// <summary>
+/// One inherited test, in a class marked <see cref="RealCommitsAttribute"/> and in one that is not: the mark on each class
+/// decides for that class's tests (the kit keeps the answer per test method, and must not share it between the two).
+/// </summary>
+public abstract class RealCommitsOnClassSuite : DatabaseTest
+{
+    /// <summary>Whether the class deriving from this suite is marked <see cref="RealCommitsAttribute"/>.</summary>
+    protected abstract bool ClassIsMarked { get; }
+
+    [Test]
+    public void The_mark_on_its_class_decides_whether_the_test_commits_for_real()
+    {
+        if (ClassIsMarked)
+        {
+            Assert.That(RealCommitSession.Current, Is.Not.Null, "a class marked [RealCommits] commits for real in every test");
+            Assert.That(TestScope.Current, Is.Null);
+        }
+        else
+        {
+            Assert.That(TestScope.Current, Is.Not.Null, "an unmarked class runs its tests in scopes");
+            Assert.That(RealCommitSession.Current, Is.Null);
+        }
+    }
+}

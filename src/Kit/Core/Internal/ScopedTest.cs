@@ -32,8 +32,8 @@ internal static class ScopedTest
             ending = exception.Message;
         }
 
-        var problems = new[] { ending, BypassMessage(scope) }.Where(message => message is not null).ToArray();
-        return problems.Length == 0 ? null : string.Join("\n\n", problems);
+        var bypass = BypassMessage(scope);
+        return ending is null ? bypass : bypass is null ? ending : $"{ending}\n\n{bypass}";
     }
 
     /// <summary>Begins the test's real-commit session and makes it current in the calling flow.</summary>
