@@ -34,7 +34,7 @@ public sealed class RealCommitsAttribute() : ParallelizableAttribute(ParallelSco
 
     static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type? Class, MethodInfo? Method), bool> Marked = new();
 
-    /// <summary>Whether the test or its class is marked; asked before every test, so the answer is kept per method.</summary>
+    /// <summary>Whether the test or its class is marked; asked before every test, so the answer is kept per class and method.</summary>
     internal static bool AppliesTo(ITest test) =>
         Marked.GetOrAdd((test.TypeInfo?.Type, test.Method?.MethodInfo), static key =>
             key.Method?.IsDefined(typeof(RealCommitsAttribute), inherit: true) == true
