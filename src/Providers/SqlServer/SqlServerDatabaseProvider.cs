@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Diagnostics;
+using System.Globalization;
 using System.Net.Sockets;
 using Linq2DbTestKit.Internal;
 using LinqToDB.DataProvider;
@@ -288,8 +289,10 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     /// gives up.
     /// </para>
     /// <para>
-    /// Babelfish has no <c>ALTER DATABASE</c>: the kit ends the database's other sessions with <c>KILL</c>, then drops it,
-    /// and tries again when a session came back in between.
+    /// Babelfish has no <c>ALTER DATABASE</c>: the kit ends the database's other sessions with <c>KILL</c>, waits until
+    /// they are gone (a killed session still counts as in the database for a moment after <c>KILL</c> returns, so a
+    /// <c>DROP</c> right after it fails whenever a session was there), then drops it, and tries again when a session came
+    /// back in between.
     /// </para>
     /// </remarks>
     internal override async Task DropDatabaseAsync(DbConnection admin, string database, CancellationToken cancellationToken)
@@ -299,26 +302,13 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         var literal = database.Replace("'", "''", StringComparison.Ordinal);
         var drop = flavour.HasAlterDatabase
             ? $"IF DB_ID(N'{literal}') IS NOT NULL BEGIN ALTER DATABASE {name} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {name}; END"
-            : $"""
-               IF DB_ID(N'{literal}') IS NOT NULL
-               BEGIN
-                   DECLARE @session int, @kill nvarchar(40);
-                   DECLARE sessions CURSOR LOCAL FAST_FORWARD FOR
-                       SELECT session_id FROM sys.dm_exec_sessions WHERE database_id = DB_ID(N'{literal}') AND session_id IS NOT NULL AND session_id <> @@SPID;
-                   OPEN sessions; FETCH NEXT FROM sessions INTO @session;
-                   WHILE @@FETCH_STATUS = 0
-                   BEGIN
-                       SET @kill = N'KILL ' + CAST(@session AS nvarchar(20)); EXEC (@kill);
-                       FETCH NEXT FROM sessions INTO @session;
-                   END;
-                   CLOSE sessions; DEALLOCATE sessions;
-                   DROP DATABASE {name};
-               END
-               """;
+            : $"IF DB_ID(N'{literal}') IS NOT NULL DROP DATABASE {name}";
         for (var attempt = 1; ; attempt++)
         {
             try
             {
+                if (!flavour.HasAlterDatabase)
+                    await EndOtherSessionsAsync(admin, literal, cancellationToken).ConfigureAwait(false);
                 await admin.RunAsync(drop, cancellationToken).ConfigureAwait(false);
                 return;
             }
@@ -334,6 +324,37 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
                     $"Could not drop database '{database}' after {DropAttempts} attempts: another session kept taking it ({exception.Message}). " +
                     "It is left to every user again; drop it by hand once whatever connects to it has stopped.", exception);
             }
+        }
+    }
+
+    /// <summary>
+    /// Babelfish: <c>KILL</c>s every other session on the database until none is left, for at most two seconds; a session
+    /// that keeps coming back fails the drop that follows, which is tried again.
+    /// </summary>
+    static async Task EndOtherSessionsAsync(DbConnection admin, string literal, CancellationToken cancellationToken)
+    {
+        var others = $"FROM sys.dm_exec_sessions WHERE database_id = DB_ID(N'{literal}') AND session_id IS NOT NULL AND session_id <> @@SPID";
+        var kill = $"""
+                    DECLARE @session int, @kill nvarchar(40);
+                    DECLARE sessions CURSOR LOCAL FAST_FORWARD FOR SELECT session_id {others};
+                    OPEN sessions; FETCH NEXT FROM sessions INTO @session;
+                    WHILE @@FETCH_STATUS = 0
+                    BEGIN
+                        SET @kill = N'KILL ' + CAST(@session AS nvarchar(20)); EXEC (@kill);
+                        FETCH NEXT FROM sessions INTO @session;
+                    END;
+                    CLOSE sessions; DEALLOCATE sessions;
+                    SELECT COUNT(*) {others};
+                    """;
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            await using var command = admin.CreateCommand();
+            command.CommandText = kill;
+            var left = Convert.ToInt32(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
+            if (left == 0 || waited.Elapsed > TimeSpan.FromSeconds(2))
+                return;
+            await Task.Delay(TimeSpan.FromMilliseconds(20), cancellationToken).ConfigureAwait(false);
         }
     }
 
