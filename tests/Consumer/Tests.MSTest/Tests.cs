@@ -59,6 +59,17 @@ public sealed class CounterTests : DatabaseTest
         CollectionAssert.AreEqual(new[] { "ada" }, await client.GetFromJsonAsync<string[]>("/counters"));
         CollectionAssert.AreEqual(new[] { "ada" }, await Db.GetTable<Counter>().Select(c => c.Name).ToListAsync());
     }
+
+    /// <summary>Marked in a class whose other tests run in scopes: the mark is this test's alone, and the run's leak check sees it reset.</summary>
+    [TestMethod]
+    [RealCommits]
+    public async Task A_real_commit_test_sees_what_a_connection_of_its_own_committed()
+    {
+        await ConsumerDatabase.InsertOnOwnConnectionAsync(DatabaseRun.Database, "committed");
+
+        CollectionAssert.AreEqual(new[] { "committed" }, await Db.GetTable<Counter>().Select(c => c.Name).ToListAsync());
+        Assert.AreSame(DatabaseRun.Database, RealCommits.Database);
+    }
 }
 
 /// <summary>Fails on purpose, when tests/Consumer/run asks for it: its report must name the connection of its own.</summary>
