@@ -69,7 +69,10 @@ public abstract class DatabaseProvider
     /// <summary>The database that <paramref name="connectionString"/> names; <see langword="null"/> when it names none or is not this driver's.</summary>
     internal abstract string? DatabaseOf(string connectionString);
 
-    /// <summary>Whether the linq2db provider detected on the server's administrative connection serves the run's database too (it depends on the server alone).</summary>
+    /// <summary>
+    /// Whether the linq2db provider depends on the server alone and is detected without a statement, so that the first
+    /// scope's connection serves for it; otherwise it is detected on a connection of its own when the database is created.
+    /// </summary>
     internal virtual bool DetectsFromServerConnection => false;
 
     /// <summary>What kind of server answers on <paramref name="openConnection"/>, for the run's messages; <see langword="null"/> when the provider does not say.</summary>

@@ -54,7 +54,7 @@ public sealed class TestDatabase : IAsyncDisposable
         string describedSource,
         string? marker,
         TestDatabaseOptions options,
-        Lazy<IDataProvider> linqToDBProvider,
+        IDataProvider? linqToDBProvider,
         ThrowawayServer? throwaway)
     {
         _throwaway = throwaway;
@@ -130,10 +130,30 @@ public sealed class TestDatabase : IAsyncDisposable
 
     internal string? Password => _server.Password;
 
-    readonly Lazy<IDataProvider> _linqToDBProvider;
+    readonly Lock _linqToDBProviderLock = new();
+    IDataProvider? _linqToDBProvider;
 
     /// <summary>The linq2db provider for the run's server, detected when first needed: its first use costs the time linq2db takes to set itself up.</summary>
-    internal IDataProvider LinqToDBProvider => _linqToDBProvider.Value;
+    internal IDataProvider LinqToDBProvider => LinqToDBProviderOn(openConnection: null);
+
+    /// <summary>
+    /// <see cref="LinqToDBProvider"/>, detected on <paramref name="openConnection"/> (an open connection to the run's
+    /// database) when this is its first use. The first scope passes its own: a connection opened for the detection while
+    /// the scope's is open would stay in the scopes' pool beside it, and every later scope would take the two in turn
+    /// (the pool hands out the connection idle longest) instead of reusing the one the last test warmed.
+    /// </summary>
+    internal IDataProvider LinqToDBProviderOn(DbConnection? openConnection)
+    {
+        if (Volatile.Read(ref _linqToDBProvider) is { } detected)
+            return detected;
+
+        lock (_linqToDBProviderLock)
+        {
+            return _linqToDBProvider ??= openConnection is null
+                ? Detect(Provider, ScopeConnectionString)
+                : Provider.DetectLinqToDBProvider(openConnection);
+        }
+    }
 
     /// <summary>
     /// Creates the run's database on the server that <paramref name="options"/> name (by default, those of the environment
@@ -284,8 +304,8 @@ public sealed class TestDatabase : IAsyncDisposable
         {
             var scopeConnectionString = provider.ForDatabase(given, name, ApplicationName);
             var linqToDBProvider = provider.DetectsFromServerConnection
-                ? new Lazy<IDataProvider>(() => Detect(provider, scopeConnectionString))
-                : new Lazy<IDataProvider>(await DetectAsync(provider, scopeConnectionString, server, describedSource, name, cancellationToken).ConfigureAwait(false));
+                ? null
+                : await DetectAsync(provider, scopeConnectionString, server, describedSource, name, cancellationToken).ConfigureAwait(false);
             var database = new TestDatabase(provider, name, adminConnectionString, given, server, describedSource, marker, options, linqToDBProvider, throwaway)
             {
                 SchemaFromTemplate = fromTemplate,
@@ -420,7 +440,7 @@ public sealed class TestDatabase : IAsyncDisposable
         }
 
         return new TestDatabase(provider, existing, provider.ForDatabase(given, server.Database, ApplicationName), given, server, describedSource, marker: null, options,
-            new Lazy<IDataProvider>(linqToDBProvider), throwaway: null)
+            linqToDBProvider, throwaway: null)
         {
             ServerDescription = serverDescription,
         };

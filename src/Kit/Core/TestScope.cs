@@ -183,7 +183,7 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
             DataProviderFactory = null,
             DbConnection = null,
             DbTransaction = null,
-            DataProvider = Database.LinqToDBProvider,
+            DataProvider = Database.LinqToDBProviderOn(Native),
             ConnectionFactory = _connectionFactory,
             DisposeConnection = true,
         });
