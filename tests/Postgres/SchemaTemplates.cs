@@ -1,3 +1,4 @@
+using Linq2DbTestKit.Conformance;
 using Linq2DbTestKit.Internal;
 using Linq2DbTestKit.NUnit;
 using Linq2DbTestKit.PostgreSql;
@@ -246,42 +247,17 @@ public sealed class SchemaTemplates
     {
         var family = $"tests/{Guid.NewGuid():N}";
         var ready = Path.Combine(Path.GetTempPath(), $"testkit-killed-build-{Guid.NewGuid():N}");
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet")
+        try
         {
-            ArgumentList = { "test", typeof(SchemaTemplates).Assembly.Location, "--filter", $"FullyQualifiedName~{typeof(TemplateBuildKilled).FullName}" },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            Environment =
+            using var child = ChildTestRun.Start(typeof(SchemaTemplates).Assembly, typeof(TemplateBuildKilled).FullName!, ready, new Dictionary<string, string>
             {
                 [TemplateBuildKilled.ReadyFileVariable] = ready,
                 [TemplateBuildKilled.FamilyVariable] = family,
                 [Provider.ConnectionVariable] = TestRun.Database.ServerConnectionString,
-            },
-        };
-        try
-        {
-            using var child = System.Diagnostics.Process.Start(start)!;
-            var output = child.StandardOutput.ReadToEndAsync();
-            var waited = System.Diagnostics.Stopwatch.StartNew();
-            while (!File.Exists(ready))
-            {
-                if (child.HasExited || waited.Elapsed > TimeSpan.FromMinutes(2))
-                {
-                    child.Kill(entireProcessTree: true);
-                    Assert.Fail($"the child run did not begin its build:\n{await output}");
-                }
-
-                await Task.Delay(100);
-            }
-
-            var lines = (await File.ReadAllTextAsync(ready)).Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            });
+            var lines = await child.WaitUntilReadyAsync();
             var building = lines[0];
-            // SIGKILL, the building test host first: killed after the runner, it could see its runner gone and clean up.
-            using (var host = System.Diagnostics.Process.GetProcessById(int.Parse(lines[1], System.Globalization.CultureInfo.InvariantCulture)))
-                host.Kill();
-            child.Kill(entireProcessTree: true);
-            await child.WaitForExitAsync();
-            await output;
+            await child.KillAsync(lines);
             await using (var admin = new NpgsqlConnection(TestRun.Database.ServerConnectionString))
             {
                 await admin.OpenAsync();

@@ -105,45 +105,16 @@ public abstract class FaultSuite : ConformanceTest
     public async Task A_test_process_killed_mid_scope_leaves_nothing_committed()
     {
         var ready = Path.Combine(Path.GetTempPath(), $"testkit-killed-{Tag}.ready");
-        var start = new ProcessStartInfo("dotnet")
+        using var child = ChildTestRun.Start(GetType().Assembly, KilledMidScopeFixture, ready, new Dictionary<string, string>
         {
-            ArgumentList = { "test", GetType().Assembly.Location, "--filter", $"FullyQualifiedName~{KilledMidScopeFixture}" },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            Environment =
-            {
-                [KilledMidScopeSuite.ReadyFileVariable] = ready,
-                [KilledMidScopeSuite.TagVariable] = Tag,
-                // The child works on this run's server, even when the kit started it for this run.
-                [TestRun.Database.Provider.ConnectionVariable] = TestRun.Database.ServerConnectionString,
-            },
-        };
-
-        using var child = Process.Start(start)!;
-        var output = child.StandardOutput.ReadToEndAsync();
-        var errors = child.StandardError.ReadToEndAsync();
-        var waited = Stopwatch.StartNew();
-        while (!File.Exists(ready))
-        {
-            if (child.HasExited || waited.Elapsed > TimeSpan.FromMinutes(2))
-            {
-                child.Kill(entireProcessTree: true);
-                Assert.Fail($"the child run did not get ready:\n{await output}{await errors}");
-            }
-
-            await Task.Delay(100);
-        }
-
-        var lines = (await File.ReadAllTextAsync(ready)).Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            [KilledMidScopeSuite.ReadyFileVariable] = ready,
+            [KilledMidScopeSuite.TagVariable] = Tag,
+            // The child works on this run's server, even when the kit started it for this run.
+            [TestRun.Database.Provider.ConnectionVariable] = TestRun.Database.ServerConnectionString,
+        });
+        var lines = await child.WaitUntilReadyAsync();
         var childDatabase = lines[0];
-        File.Delete(ready);
-        // SIGKILL, the test host first: killed after its runner, it could see the runner gone and end its run cleanly.
-        using (var host = Process.GetProcessById(int.Parse(lines[1], System.Globalization.CultureInfo.InvariantCulture)))
-            host.Kill();
-        child.Kill(entireProcessTree: true);
-        await child.WaitForExitAsync();
-        await output;
-        await errors;
+        await child.KillAsync(lines);
 
         var provider = TestRun.Database.Provider;
         var given = TestRun.Database.ServerConnectionString;
