@@ -270,6 +270,33 @@ public sealed class PostgresSpecifics : ConformanceTest
     }
 
     [Test]
+    public async Task Tests_one_after_another_reuse_the_connection_the_previous_test_warmed([Values] bool endedAsTheIntegrationsEndThem)
+    {
+        // A database of its own: no other test's scope holds a connection of its pool.
+        await using var own = await OwnDatabase.CreateAsync("CREATE TABLE notes (id int NOT NULL PRIMARY KEY)");
+        var sessions = await Task.Run(async () =>
+        {
+            TestScope.SetCurrent(null);
+            var seen = new List<int>();
+            for (var test = 0; test < 4; test++)
+            {
+                var scope = endedAsTheIntegrationsEndThem ? ScopedTest.Begin(own.Database) : await own.Database.BeginScopeAsync();
+                using (var db = new DataConnection(scope.Options))
+                    seen.Add(db.Execute<int>("SELECT pg_backend_pid()"));
+                if (endedAsTheIntegrationsEndThem)
+                    Assert.That(ScopedTest.End(scope), Is.Null);
+                else
+                    await scope.DisposeAsync();
+            }
+
+            return seen;
+        });
+
+        Assert.That(sessions.Distinct(), Has.Exactly(1).Items,
+            $"every test ran on the server session the one before it used (sessions: {string.Join(", ", sessions)}); a second connection in the pool would have them take turns");
+    }
+
+    [Test]
     public async Task Session_settings_listens_and_prepared_statements_of_one_scope_are_not_in_the_next()
     {
         using (var db = NewShop())
