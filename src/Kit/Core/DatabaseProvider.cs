@@ -73,7 +73,7 @@ public abstract class DatabaseProvider
     /// Whether the linq2db provider depends on the server alone and is detected without a statement, so that the first
     /// scope's connection serves for it; otherwise it is detected on a connection of its own when the database is created.
     /// </summary>
-    internal virtual bool DetectsFromServerConnection => false;
+    internal virtual bool DetectsOnAnyOpenConnection => false;
 
     /// <summary>What kind of server answers on <paramref name="openConnection"/>, for the run's messages; <see langword="null"/> when the provider does not say.</summary>
     /// <exception cref="TestKitConfigurationException">The kit does not support that kind; the message says what to use.</exception>

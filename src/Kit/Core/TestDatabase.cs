@@ -303,7 +303,7 @@ public sealed class TestDatabase : IAsyncDisposable
         try
         {
             var scopeConnectionString = provider.ForDatabase(given, name, ApplicationName);
-            var linqToDBProvider = provider.DetectsFromServerConnection
+            var linqToDBProvider = provider.DetectsOnAnyOpenConnection
                 ? null
                 : await DetectAsync(provider, scopeConnectionString, server, describedSource, name, cancellationToken).ConfigureAwait(false);
             var database = new TestDatabase(provider, name, adminConnectionString, given, server, describedSource, marker, options, linqToDBProvider, throwaway)

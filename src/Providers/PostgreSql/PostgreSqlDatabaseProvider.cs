@@ -152,7 +152,7 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
     internal override string ForKitQueries(string connectionString) =>
         new NpgsqlConnectionStringBuilder(connectionString) { ServerCompatibilityMode = ServerCompatibilityMode.NoTypeLoading }.ConnectionString;
 
-    internal override bool DetectsFromServerConnection => true;
+    internal override bool DetectsOnAnyOpenConnection => true;
 
     internal override IDataProvider DetectLinqToDBProvider(DbConnection openConnection) =>
         PostgreSQLTools.GetDataProvider(PostgreSQLVersion.AutoDetect, connection: openConnection);
