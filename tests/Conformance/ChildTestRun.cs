@@ -58,14 +58,16 @@ public sealed class ChildTestRun : IDisposable
         }
 
         // It may be read while the child still writes it: read again until both lines are there.
-        string[] lines;
-        do
+        var lines = await ReadLinesAsync();
+        while (lines.Length < 2 && waited.Elapsed < TimeSpan.FromMinutes(2))
         {
-            lines = (await File.ReadAllTextAsync(_readyFile)).Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            await Task.Delay(50);
+            lines = await ReadLinesAsync();
         }
-        while (lines.Length < 2 && waited.Elapsed < TimeSpan.FromMinutes(2) && await Delay());
 
         File.Delete(_readyFile);
+        if (lines.Length < 2)
+            Assert.Fail($"the child's ready file says '{string.Join(' ', lines)}', not its two lines: what the test needs and its test host's process id");
         return lines;
     }
 
@@ -90,9 +92,6 @@ public sealed class ChildTestRun : IDisposable
         _process.Dispose();
     }
 
-    static async Task<bool> Delay()
-    {
-        await Task.Delay(50);
-        return true;
-    }
+    async Task<string[]> ReadLinesAsync() =>
+        (await File.ReadAllTextAsync(_readyFile)).Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
 }
