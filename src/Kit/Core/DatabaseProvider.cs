@@ -147,6 +147,13 @@ public abstract class DatabaseProvider
     internal virtual string? EndOfScopeBatch => null;
 
     /// <summary>
+    /// Whether <paramref name="sql"/> may take a lock that belongs to the session rather than its transaction, which the
+    /// rollback leaves held and <see cref="EndOfScopeBatch"/> cannot release: the scope then ends its session instead of
+    /// pooling its connection, so that no idle pooled connection holds the lock until its next use.
+    /// </summary>
+    internal virtual bool MayTakeSessionLock(string sql) => false;
+
+    /// <summary>
     /// How many transactions the server counts open while a scope runs, where it counts them (SQL Server's
     /// <c>@@TRANCOUNT</c>); 0 where it does not. A scope opens the test's transaction this many times, so that a
     /// <c>COMMIT</c> hidden from the kit (in dynamic SQL, a stored procedure) only counts it down instead of committing.

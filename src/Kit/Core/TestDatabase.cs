@@ -677,7 +677,7 @@ public sealed class TestDatabase : IAsyncDisposable
             if (exception is OperationCanceledException)
                 throw;
             if (Provider.ClassifyStatementFailure(exception, connection) == StatementFailure.ConnectionLost)
-                OnConnectionLost();
+                ClearScopePool();
             throw ConnectError(Provider, exception, _server, _describedSource, Name);
         }
     }
@@ -747,8 +747,12 @@ public sealed class TestDatabase : IAsyncDisposable
         $"{Provider.DisplayName} database '{Name}' on {_server.Server}{(ServerDescription is null ? string.Empty : $" ({ServerDescription})")}" +
         (_throwaway is null ? string.Empty : $", a {_throwaway.Description}");
 
-    /// <summary>After a lost connection the pool may hold more dead ones (a restarted server): let the next scope open fresh ones.</summary>
-    internal void OnConnectionLost() => Provider.ClearPool(ScopeConnectionString);
+    /// <summary>
+    /// Closes the scopes' idle pooled connections, and those in use as they come back, so that the next scope opens a
+    /// fresh one: after a lost connection the pool may hold more dead ones (a restarted server), and a session that may
+    /// hold what the rollback leaves (a lock the session owns) must not be passed on.
+    /// </summary>
+    internal void ClearScopePool() => Provider.ClearPool(ScopeConnectionString);
 
     readonly HashSet<Task> _endingScopes = [];
 

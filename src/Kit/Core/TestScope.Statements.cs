@@ -29,6 +29,8 @@ public sealed partial class TestScope
             throw Misuse.OutsideTransactionOnly(sql, connection.Origin, outsideOnly, Provider.DisplayName);
         if (System.Transactions.Transaction.Current is not null)
             throw Misuse.TransactionScope();
+        if (Provider.MayTakeSessionLock(sql))
+            (_parent ?? this)._endsSession = true;
         if (!connection.TracedByLinqToDB)
             TraceLog.Add(connection.Origin, sql, ScopeTrace.Parameters(command.Inner));
 
@@ -313,7 +315,7 @@ public sealed partial class TestScope
         var message = $"The connection of {this} to {Provider.DisplayName} was lost {when} ({exception.Message}). Nothing the test wrote was committed, " +
                       "and nothing more can run in this test. If the server restarted, the next test gets a fresh connection.";
         _fatal ??= new Fatal(FatalKind.Lost, message);
-        Database.OnConnectionLost();
+        Database.ClearScopePool();
         TraceLog.Add("↑ the connection to the server is lost; the scope cannot go on");
         return new TestScopeException(message, exception);
     }

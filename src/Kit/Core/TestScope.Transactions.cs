@@ -413,9 +413,10 @@ public sealed partial class TestScope
         finally
         {
             // A session that lost or ended its transaction may carry state a pooled connection must not pass on
-            // (SQL Server's XACT_ABORT, say): the next scope gets a fresh connection.
-            if (_fatal is not null)
-                Database.OnConnectionLost();
+            // (SQL Server's XACT_ABORT, say), and one that may hold a session's lock would keep it while idle in the
+            // pool: the pool lets go of its idle connections, this one among them, and the next scope gets a fresh one.
+            if (_fatal is not null || _endsSession)
+                Database.ClearScopePool();
             _gate.Release();
             if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
                 Database.ScopeEnded();
@@ -452,7 +453,7 @@ public sealed partial class TestScope
             catch (Exception exception)
             {
                 // Never a fault for the next test to meet: the connection is gone either way.
-                Database.OnConnectionLost();
+                Database.ClearScopePool();
                 await Console.Error.WriteLineAsync($"linq2db-testkit: returning the connection of {this} failed ({exception.Message}); it was closed instead.").ConfigureAwait(false);
             }
         }
@@ -517,7 +518,7 @@ public sealed partial class TestScope
         }
         catch (Exception exception) when (Provider.ClassifyStatementFailure(exception, Native) == StatementFailure.ConnectionLost)
         {
-            Database.OnConnectionLost();
+            Database.ClearScopePool();
             _fatal ??= new Fatal(FatalKind.Lost, $"The connection was lost at the end of a test ({exception.Message}); the server rolled the transaction back.");
             TraceLog.Add($"end of test: the connection was lost ({exception.Message}); the server rolled the test's transaction back");
             return null;

@@ -42,6 +42,9 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
     int _state;
     ScopeDataConnection? _db;
     Fatal? _fatal;
+
+    /// <summary>Set when a statement may have taken a lock the session keeps beyond the rollback: the end closes the connection instead of pooling it.</summary>
+    volatile bool _endsSession;
     (ScopeDataReader Reader, TestScopeConnection Owner)? _openReader;
 
     /// <summary>The savepoint a nested scope's test began at, in its class scope's transaction.</summary>

@@ -105,6 +105,13 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
 
     internal override string EndOfScopeBatch => "SELECT @@TRANCOUNT; IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION";
 
+    /// <remarks>
+    /// <c>sp_getapplock</c> with <c>@LockOwner = 'Session'</c>: T-SQL cannot list a session's application locks without
+    /// the permission to read <c>sys.dm_tran_locks</c>, and SqlClient resets a pooled connection, releasing them, only
+    /// when it is next used. A call inside a procedure of the application's is not seen here.
+    /// </remarks>
+    internal override bool MayTakeSessionLock(string sql) => sql.Contains("sp_getapplock", StringComparison.OrdinalIgnoreCase);
+
     internal override ParsedConnectionString Parse(string connectionString, string source)
     {
         SqlConnectionStringBuilder builder;
