@@ -243,7 +243,7 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
     {
         var flavour = await SqlServerFlavour.OfAsync(admin, cancellationToken).ConfigureAwait(false);
         var name = Quote(database);
-        await admin.RunAsync($"CREATE DATABASE {name}", cancellationToken).ConfigureAwait(false);
+        await RunDatabaseStatementAsync(admin, $"CREATE DATABASE {name}", cancellationToken).ConfigureAwait(false);
         try
         {
             // Babelfish's readers never wait for writers (PostgreSQL's MVCC): what READ_COMMITTED_SNAPSHOT gives SQL Server.
@@ -319,7 +319,7 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
                 await admin.RunAsync(drop, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            catch (SqlException exception) when (IsDatabaseInUse(exception) && attempt < DropAttempts)
+            catch (SqlException exception) when ((IsDatabaseInUse(exception) || IsConcurrentCatalogUpdate(exception)) && attempt < DropAttempts)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken).ConfigureAwait(false);
             }
@@ -376,6 +376,33 @@ public sealed class SqlServerDatabaseProvider : DatabaseProvider
         || exception.Message.Contains("is not an active process ID", StringComparison.Ordinal);
 
     const int DropAttempts = 5;
+
+    /// <summary>
+    /// Babelfish: a database's creation or drop updated a row of PostgreSQL's catalog (its roles, say) that another
+    /// session's creation or drop updated at the same time, as two test runs on one server do. Nothing was done; the
+    /// statement succeeds when tried again.
+    /// </summary>
+    static bool IsConcurrentCatalogUpdate(SqlException exception) =>
+        exception.Message.Contains("tuple concurrently updated", StringComparison.Ordinal);
+
+    const int CatalogUpdateAttempts = 5;
+
+    /// <summary>Runs <paramref name="sql"/>, trying it again while it fails on <see cref="IsConcurrentCatalogUpdate"/>.</summary>
+    static async Task RunDatabaseStatementAsync(DbConnection admin, string sql, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await admin.RunAsync(sql, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (SqlException exception) when (IsConcurrentCatalogUpdate(exception) && attempt < CatalogUpdateAttempts)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
 
     /// <remarks>
     /// SqlClient reports each command to its <c>SqlClientDiagnosticListener</c>, with the command itself as the payload's
