@@ -43,7 +43,7 @@ public sealed class SqlServerSpecifics : ConformanceTest
     }
 
     [Test]
-    public async Task Databases_that_runs_create_and_drop_at_the_same_moment_all_come_and_go()
+    public async Task Databases_created_and_dropped_by_runs_at_the_same_moment_all_come_and_go()
     {
         // Babelfish's CREATE and DROP DATABASE update rows of PostgreSQL's shared catalog: two at once fail now and then
         // with "tuple concurrently updated", as two test runs on one server would; the kit tries again.
