@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.Mvc.Testing.Handlers;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace Linq2DbTestKit.AspNetCore;
 
@@ -61,6 +62,10 @@ public static class TestScopeWebApplicationFactoryExtensions
                     "would run in that test's scope and be rolled back with it. Start it outside the tests: create the test's clients with " +
                     "factory.CreateClient(Scope), which starts the application outside any test, or touch factory.Server once in a [OneTimeSetUp].");
             }
+
+            // What the start-up commits from here on (migrations, seed data) becomes part of the prepared state once the application has started.
+            if (TestDatabase.WatchApplicationStart() is { } accept)
+                services.AddHostedService(provider => new ApplicationStartAccepted(accept, provider.GetRequiredService<IHostEnvironment>().ApplicationName));
 
             LinqToDBRegistrations.BindToTestScopes(services);
             // A request then runs in the execution context of the test that sent it, where the test's scope is current.

@@ -43,7 +43,13 @@ public sealed class TestDatabase : IAsyncDisposable
     IAsyncDisposable? _runHold;
     TemplateBuild? _templateToSave;
     Task? _spare;
+    readonly System.Collections.Concurrent.ConcurrentQueue<string> _notes = new();
+    /// <summary>Counts real-commit sessions' beginnings and ends: odd while one runs.</summary>
+    int _sessionMoves;
     int _disposed;
+
+    /// <summary>The databases of this process whose leak check is on and not yet disposed: an application's start-up is compared with each.</summary>
+    static readonly List<TestDatabase> Checked = [];
 
     TestDatabase(
         DatabaseProvider provider,
@@ -77,7 +83,11 @@ public sealed class TestDatabase : IAsyncDisposable
         ScopeConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
         ChecksForLeaks = options.CheckForLeaks;
         if (ChecksForLeaks)
+        {
             _leakCheck = new LeakCheck(this, provider.ForKitQueries(provider.ForDatabase(givenConnectionString, name, LeakCheckApplicationName)), adminConnectionString);
+            lock (Checked)
+                Checked.Add(this);
+        }
     }
 
     /// <summary>The provider of the database.</summary>
@@ -552,6 +562,7 @@ public sealed class TestDatabase : IAsyncDisposable
             }
         }
 
+        Interlocked.Increment(ref _sessionMoves);
         try
         {
             await using var connection = await OpenKitConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -564,6 +575,7 @@ public sealed class TestDatabase : IAsyncDisposable
         }
         catch
         {
+            Interlocked.Increment(ref _sessionMoves);
             _gate.ExitExclusive();
             throw;
         }
@@ -585,7 +597,11 @@ public sealed class TestDatabase : IAsyncDisposable
         return await tracker.ResetAsync(connection, CancellationToken.None).ConfigureAwait(false);
     }
 
-    internal void EndRealCommits() => _gate.ExitExclusive();
+    internal void EndRealCommits()
+    {
+        Interlocked.Increment(ref _sessionMoves);
+        _gate.ExitExclusive();
+    }
 
     /// <summary>A scope lets real-commit sessions begin again.</summary>
     internal void ScopeEnded() => _gate.ExitShared();
@@ -691,6 +707,8 @@ public sealed class TestDatabase : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
 
+        lock (Checked)
+            Checked.Remove(this);
         try
         {
             await EndingScopesAsync().ConfigureAwait(false);
@@ -746,6 +764,73 @@ public sealed class TestDatabase : IAsyncDisposable
     public override string ToString() =>
         $"{Provider.DisplayName} database '{Name}' on {_server.Server}{(ServerDescription is null ? string.Empty : $" ({ServerDescription})")}" +
         (_throwaway is null ? string.Empty : $", a {_throwaway.Description}");
+
+    /// <summary>
+    /// Reads, before an application under test starts, what every table of each database whose leak check is on holds.
+    /// Returns what to call once it has started, with its name: that takes what the start-up committed meanwhile
+    /// (migrations, seed data) into the prepared states, as if the run's preparation had done it, and says so on the
+    /// run's output. <see langword="null"/> when no database has a prepared state to compare with.
+    /// </summary>
+    internal static Action<string>? WatchApplicationStart()
+    {
+        List<TestDatabase> databases;
+        lock (Checked)
+            databases = [.. Checked];
+
+        var read = new List<(TestDatabase Database, int SessionMoves, IReadOnlyDictionary<string, TableContents> Before)>();
+        foreach (var database in databases)
+        {
+            var sessionMoves = Volatile.Read(ref database._sessionMoves);
+            if (database._leakCheck!.ReadForApplicationStartAsync(CancellationToken.None).GetAwaiter().GetResult() is { } before)
+                read.Add((database, sessionMoves, before));
+        }
+
+        if (read.Count == 0)
+            return null;
+
+        return application =>
+        {
+            foreach (var (database, sessionMoves, before) in read)
+            {
+                if (Volatile.Read(ref database._disposed) != 0)
+                    continue;
+
+                // What a real-commit session committed meanwhile, and puts back, cannot be told from the start-up's work: nothing is taken then.
+                var after = database._leakCheck!.ReadForApplicationStartAsync(CancellationToken.None).GetAwaiter().GetResult()!;
+                if (sessionMoves % 2 != 0 || Volatile.Read(ref database._sessionMoves) != sessionMoves)
+                {
+                    if (before.Count == after.Count && before.All(table => after.TryGetValue(table.Key, out var now) && now == table.Value))
+                        continue;
+
+                    database._notes.Enqueue(
+                        $"{application} started while a real-commit test ran: the kit cannot tell what the start-up committed from what the test did, so " +
+                        "the leak check reports what the start-up changed. Start the application in the run's preparation.");
+                    continue;
+                }
+
+                if (database._leakCheck.AcceptApplicationStart(before, after) is { } changes)
+                {
+                    var resets = database._changeTracker is null
+                        ? "Start the application in the run's preparation to have it there from the first test."
+                        : "Real-commit tests, whose resets were prepared before it, do not restore what it made: start the application in the run's " +
+                          "preparation, before the kit prepares them.";
+                    database._notes.Enqueue(
+                        $"{application} changed {database.Name} as it started (migrations, seed data): the tests that follow begin from it, and the leak " +
+                        $"check compares with it from now on. {resets}\n  {changes}");
+                }
+            }
+        };
+    }
+
+    /// <summary>
+    /// What the run should tell its user that happened outside every test (an application's start-up that changed the
+    /// database), once each; the integrations print it where the run's output reaches the user.
+    /// </summary>
+    internal IEnumerable<string> TakeNotes()
+    {
+        while (_notes.TryDequeue(out var note))
+            yield return note;
+    }
 
     /// <summary>
     /// Closes the scopes' idle pooled connections, and those in use as they come back, so that the next scope opens a

@@ -76,6 +76,30 @@ public abstract class ApplicationStartSuite : ConformanceTest
     }
 
     [Test]
+    public async Task What_an_application_first_started_by_a_tests_client_migrates_at_start_up_is_taken_as_prepared_not_as_a_leak()
+    {
+        // A run's database of its own, empty when prepared, which the application migrates as it starts.
+        var provider = Scope.Database.Provider;
+        await using var database = await TestDatabase.CreateAsync(provider, TestDatabaseOptions.FromEnvironment(provider) with
+        {
+            ConnectionString = Scope.Database.ServerConnectionString,
+            CheckForLeaks = true,
+        });
+        await database.RecordPreparedStateAsync();
+        await using var factory = new WebApplicationFactory<Program>()
+            .WithWebHostBuilder(builder => builder
+                .UseSetting("Database:Provider", provider.Name)
+                .UseSetting("ConnectionStrings:Profiles", database.ConnectionString)
+                .UseSetting("Database:MigrateOnStartup", "true"))
+            .WithTestScopes();
+
+        using var client = factory.CreateClient(Scope);
+
+        Assert.That(await database.FindLeaksAsync(), Is.Null, "what the application committed as it started, its migrations, is prepared, not leaked");
+        Assert.That(string.Join("\n", database.TakeNotes()), Does.Contain("profiles").And.Contain("a new table"), "the run's output says what the start-up changed");
+    }
+
+    [Test]
     public async Task Starting_the_application_inside_a_tests_own_flow_fails_with_the_way_out()
     {
         await using var factory = ProfilesApi(new StartUpWork.Record());

@@ -133,6 +133,55 @@ internal sealed class LeakCheck(TestDatabase database, string connectionString, 
         return Join(found.Append(Describe(before, now)));
     }
 
+    /// <summary>What every table holds now, for comparing an application's start-up; <see langword="null"/> while no prepared state is recorded.</summary>
+    public async Task<IReadOnlyDictionary<string, TableContents>?> ReadForApplicationStartAsync(CancellationToken cancellationToken) =>
+        HasPreparedState ? await ReadAsync(cancellationToken).ConfigureAwait(false) : null;
+
+    /// <summary>
+    /// Takes what an application's start-up changed, from <paramref name="before"/> to <paramref name="after"/>, into the
+    /// prepared state, as the run's preparation would have made it: production starts the application before its first
+    /// request too. A table that differed from its prepared state already before the start keeps it, so that what leaked
+    /// there is still reported. Returns the changes taken, one per line; <see langword="null"/> when there were none.
+    /// </summary>
+    public string? AcceptApplicationStart(IReadOnlyDictionary<string, TableContents> before, IReadOnlyDictionary<string, TableContents> after)
+    {
+        var changed = before.Keys.Union(after.Keys, StringComparer.Ordinal)
+            .Where(table => before.TryGetValue(table, out var was) != after.TryGetValue(table, out var now) || was != now)
+            .ToList();
+        if (changed.Count == 0)
+            return null;
+
+        lock (_gate)
+        {
+            var prepared = new Dictionary<string, TableContents>(_prepared!, StringComparer.Ordinal);
+            var lastSeen = new Dictionary<string, TableContents>(_lastSeen!, StringComparer.Ordinal);
+            var accepted = new List<string>();
+            foreach (var table in changed)
+            {
+                var asPrepared = before.TryGetValue(table, out var was)
+                    ? prepared.TryGetValue(table, out var recorded) && recorded == was
+                    : !prepared.ContainsKey(table);
+                if (!asPrepared)
+                    continue;
+
+                accepted.Add(table);
+                if (after.TryGetValue(table, out var now))
+                    prepared[table] = lastSeen[table] = now;
+                else
+                {
+                    prepared.Remove(table);
+                    lastSeen.Remove(table);
+                }
+            }
+
+            _prepared = prepared;
+            _lastSeen = lastSeen;
+            return Describe(
+                before.Where(t => accepted.Contains(t.Key)).ToDictionary(StringComparer.Ordinal),
+                after.Where(t => accepted.Contains(t.Key)).ToDictionary(StringComparer.Ordinal));
+        }
+    }
+
     static string? Join(IEnumerable<string?> parts) =>
         parts.Where(part => part is not null).ToList() is { Count: > 0 } lines ? string.Join("\n  ", lines) : null;
 

@@ -73,6 +73,8 @@ internal static class RunLifecycle
         try
         {
             leaks = await database.FindLeaksAsync().ConfigureAwait(false);
+            foreach (var note in database.TakeNotes())
+                progress(note);
         }
         finally
         {
@@ -96,15 +98,20 @@ internal static class RunLifecycle
         return null;
     }
 
-    /// <summary>After a test class: what persisted since the previous look, once, as a line to print; <see langword="null"/> when nothing did.</summary>
+    /// <summary>
+    /// After a test class: what persisted since the previous look, and what the run noted meanwhile (an application's
+    /// start-up that changed the database), once, as lines to print; <see langword="null"/> when there is nothing to say.
+    /// </summary>
     public static string? CheckAfterClass(TestDatabase? database, string testClass)
     {
         if (database is not { ChecksForLeaks: true })
             return null;
 
-        return database.FindNewLeaksAsync().GetAwaiter().GetResult() is { } leaks
-            ? $"after {testClass} (and the classes that ran beside it), committed data persisted:\n  {leaks}"
+        var leaks = database.FindNewLeaksAsync().GetAwaiter().GetResult() is { } found
+            ? $"after {testClass} (and the classes that ran beside it), committed data persisted:\n  {found}"
             : null;
+        var lines = database.TakeNotes().Append(leaks).OfType<string>().ToList();
+        return lines.Count == 0 ? null : string.Join("\n", lines);
     }
 
     /// <summary>Whether a type or method of <paramref name="assembly"/> carries <paramref name="attribute"/> (or one derived from it).</summary>
