@@ -120,17 +120,24 @@ internal sealed class LeakCheck(TestDatabase database, string connectionString, 
             return null;
 
         var now = await ReadAsync(cancellationToken).ConfigureAwait(false);
-        IReadOnlyDictionary<string, TableContents> before;
+        IReadOnlyDictionary<string, TableContents> before, prepared;
         List<string> found;
         lock (_gate)
         {
             before = _lastSeen!;
+            prepared = _prepared!;
             _lastSeen = now;
             found = _leakedBeforeSessions.Skip(_leakedBeforeSessionsReported).ToList();
             _leakedBeforeSessionsReported = _leakedBeforeSessions.Count;
         }
 
-        return Join(found.Append(Describe(before, now)));
+        // A table that holds its prepared state is no leak, whatever the last look saw: an application's start-up taken as
+        // prepared after this look read the tables, or a leak put back since.
+        bool AsPrepared(string table) =>
+            now.TryGetValue(table, out var contents) ? prepared.TryGetValue(table, out var recorded) && recorded == contents : !prepared.ContainsKey(table);
+        return Join(found.Append(Describe(
+            before.Where(table => !AsPrepared(table.Key)).ToDictionary(StringComparer.Ordinal),
+            now.Where(table => !AsPrepared(table.Key)).ToDictionary(StringComparer.Ordinal))));
     }
 
     /// <summary>What every table holds now, for comparing an application's start-up; <see langword="null"/> while no prepared state is recorded.</summary>
