@@ -52,7 +52,8 @@ public sealed record TestDatabaseOptions
 
     /// <summary>
     /// Compare every table with its prepared state after the tests (<see cref="TestDatabase.FindLeaksAsync"/>), and fail
-    /// the run when anything persisted. Turn it off for a run that commits data on purpose.
+    /// the run when anything persisted; fail a test whose code writes to another database than the run's. Turn it off
+    /// for a run that commits data on purpose.
     /// </summary>
     /// <value><see langword="true"/>.</value>
     public bool CheckForLeaks { get; init; } = true;

@@ -222,8 +222,8 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
 
     /// <summary>
     /// What code in this test's flow ran on connections of its own to the test's database instead of the scope's — the
-    /// statements of connections made with <see cref="TestDatabase.ConnectionString"/> — one description each, oldest
-    /// first. Whatever they wrote is committed and outlives the test. The drivers report them as they run; the server is
+    /// statements of connections made with <see cref="TestDatabase.ConnectionString"/> — and what it wrote to other
+    /// databases, one description each, oldest first. Whatever they wrote is committed and outlives the test. The drivers report them as they run; the server is
     /// not asked.
     /// </summary>
     public IReadOnlyList<string> Bypasses
@@ -261,7 +261,9 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
     }
 
     string DescribeBypass(ObservedStatement statement) =>
-        $"{(statement.Error is not null ? "failed" : statement.Writes ? "wrote" : "read")}: {Secrets.Scrub(Misuse.Shorten(statement.Text), Database.Password)}" +
+        $"{(statement.Error is not null ? "failed" : statement.Writes ? "wrote" : "read")}" +
+        $"{(string.Equals(statement.Database, Database.Name, StringComparison.Ordinal) ? string.Empty : $" in database '{statement.Database}'")}: " +
+        $"{Secrets.Scrub(Misuse.Shorten(statement.Text), Database.Password)}" +
         (statement.Error is null ? string.Empty : $" ({statement.Error})");
 
     /// <summary>

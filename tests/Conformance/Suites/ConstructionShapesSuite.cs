@@ -202,4 +202,60 @@ public abstract class ConstructionShapesSuite : ConformanceTest
         Assert.That(adopted, Is.False, "a context built outside any test gets the connection linq2db created");
         Assert.That(names, Is.Empty, "it reads the database as committed: the test's uncommitted row is not there");
     }
+
+    [Test]
+    public async Task A_context_that_writes_to_another_database_fails_the_test_naming_it_and_the_way_out()
+    {
+        // The application's own configuration names a database of its own on the same server, not the run's: what it
+        // writes there is committed for good, and the test must not pass as if it had been rolled back.
+        var provider = Scope.Database.Provider;
+        var other = $"other_{Guid.NewGuid():N}"[..20];
+        var admin = provider.ForDatabase(Scope.Database.ServerConnectionString, null, TestDatabase.ApplicationName);
+        await using (var connection = provider.CreateConnection(admin))
+        {
+            await connection.OpenAsync();
+            await provider.CreateDatabaseAsync(connection, other, "a database of the application's own", CancellationToken.None);
+        }
+
+        try
+        {
+            await using var scope = await Scope.Database.BeginScopeAsync();
+            using (scope.MakeCurrent())
+            {
+                await using var db = new DataConnection(new DataOptions().UseConnectionString(
+                    Scope.Database.LinqToDBProvider, provider.ForDatabase(Scope.Database.ServerConnectionString, other, "the-application", kitConnection: false)));
+                await db.ExecuteAsync("CREATE TABLE notes (id int PRIMARY KEY)");
+                await db.ExecuteAsync("INSERT INTO notes VALUES (1)");
+                Assert.That(await db.ExecuteAsync<int>("SELECT COUNT(*) FROM notes"), Is.EqualTo(1));
+            }
+
+            await scope.DisposeAsync();
+            Assert.That(ScopedTest.BypassMessage(scope), Does.Contain($"wrote to database '{other}', not to the run's database '{Scope.Database.Name}'")
+                .And.Contain("committed and outlives the test").And.Contain("TestRun.Database.ConnectionString")
+                .And.Contain($"wrote in database '{other}': INSERT INTO notes").And.Not.Contain("SELECT COUNT"));
+        }
+        finally
+        {
+            await using var connection = provider.CreateConnection(admin);
+            await connection.OpenAsync();
+            provider.ClearPool(provider.ForDatabase(Scope.Database.ServerConnectionString, other, "the-application", kitConnection: false));
+            await provider.DropDatabaseAsync(connection, other, CancellationToken.None);
+        }
+    }
+
+    [Test]
+    public async Task A_context_that_only_reads_another_database_is_left_alone()
+    {
+        await using var scope = await Scope.Database.BeginScopeAsync();
+        using (scope.MakeCurrent())
+        {
+            var provider = Scope.Database.Provider;
+            await using var db = new DataConnection(new DataOptions().UseConnectionString(
+                Scope.Database.LinqToDBProvider, provider.ForDatabase(Scope.Database.ServerConnectionString, null, "the-application", kitConnection: false)));
+            Assert.That(await db.ExecuteAsync<int>("SELECT 1"), Is.EqualTo(1));
+        }
+
+        await scope.DisposeAsync();
+        Assert.That(ScopedTest.BypassMessage(scope), Is.Null, "a read of another database changes nothing there");
+    }
 }

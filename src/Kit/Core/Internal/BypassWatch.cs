@@ -16,7 +16,8 @@ internal sealed record ObservedStatement(string? ApplicationName, string? Databa
 /// clocks: the drivers report every statement in the calling flow (Npgsql's activities, SqlClient's diagnostic events),
 /// where <see cref="TestScope.Current"/> names the test. A statement counts when it ran on a connection of its own to
 /// the scope's database, whatever connection string made it: applications rebuild connection strings with their own
-/// application name and pool settings. Only the kit's own connections (application names <c>linq2db-testkit…</c>,
+/// application name and pool settings. A write to another database counts too: the application did not get the test's
+/// connection string. Only the kit's own connections (application names <c>linq2db-testkit…</c>,
 /// but for <see cref="TestDatabase.UnscopedApplicationName"/>) are left out.
 /// </summary>
 /// <remarks>
@@ -39,12 +40,31 @@ internal static class BypassWatch
 
     static void OnStatement(ObservedStatement statement)
     {
-        if (TestScope.Current is { } scope
-            && !IsKitConnection(statement.ApplicationName)
-            && string.Equals(statement.Database, scope.Database.Name, StringComparison.Ordinal)
-            && !scope.Database.Provider.IsLinqToDBVersionProbe(statement.Text))
+        if (TestScope.Current is not { } scope || IsKitConnection(statement.ApplicationName))
+            return;
+
+        if (string.Equals(statement.Database, scope.Database.Name, StringComparison.Ordinal))
+        {
+            if (!scope.Database.Provider.IsLinqToDBVersionProbe(statement.Text))
+                scope.RecordBypass(statement);
+        }
+        else if (WroteElsewhere(scope, statement))
+        {
             scope.RecordBypass(statement);
+        }
     }
+
+    /// <summary>
+    /// Whether <paramref name="statement"/> committed a write to a database other than the run's: an application that
+    /// did not get the test's connection string writes to the database of its own configuration, for good. Reads there
+    /// are left alone, as are the kit's throwaway databases (<c>testkit_…</c>) and runs without a leak check, which
+    /// commit on purpose.
+    /// </summary>
+    static bool WroteElsewhere(TestScope scope, ObservedStatement statement) =>
+        statement is { Error: null, Database: { } database }
+        && scope.Database.ChecksForLeaks
+        && !database.StartsWith("testkit_", StringComparison.OrdinalIgnoreCase)
+        && statement.Writes;
 
     static bool IsKitConnection(string? applicationName) =>
         applicationName is not null

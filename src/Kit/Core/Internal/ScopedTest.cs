@@ -73,6 +73,16 @@ internal static class ScopedTest
         if (statements.Count == 0)
             return null;
 
+        if (statements.Select(s => s.Database).Where(d => !string.Equals(d, scope.Database.Name, StringComparison.Ordinal)).Distinct().ToList() is { Count: > 0 } elsewhere)
+        {
+            return $"While this test ran, code in it wrote to {string.Join(", ", elsewhere.Select(d => $"database '{d}'"))}, not to the run's database " +
+                   $"'{scope.Database.Name}': it connected with a connection string other than the test's, most likely the application's own " +
+                   "configuration, and what it wrote there is committed and outlives the test; the kit rolls back only the run's database. Give the " +
+                   "application TestRun.Database.ConnectionString where it reads its connection string (with WebApplicationFactory: " +
+                   "builder.UseSetting(\"ConnectionStrings:…\", …), which the application sees before builder.Build()). A run whose tests write to " +
+                   $"other databases on purpose sets {TestKitEnvironment.LeakCheckVariable}=false. Statements:\n  " + string.Join("\n  ", scope.Bypasses);
+        }
+
         if (statements.Select(s => TransactionStatements.OutsideTransactionOnly(s.Text, scope.Database.Provider.Dialect)).FirstOrDefault(s => s is not null) is { } outsideOnly)
         {
             return $"While this test ran, code in it ran {outsideOnly} on a connection of its own to the run's database. {scope.Database.Provider.DisplayName} " +
