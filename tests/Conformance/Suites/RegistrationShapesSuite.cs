@@ -75,6 +75,13 @@ public abstract class RegistrationShapesSuite : ConformanceTest
             s => s.AddLinqToDBContext<TypedContext>((_, o) => ApplicationOptions(o), ServiceLifetime.Singleton), f => f.CreateDataContext());
 
     [Test]
+    public Task Options_whose_connections_come_from_a_factory_of_the_application_are_bound() =>
+        WriteThroughAsync<DataOptions>(
+            s => s.AddSingleton(new DataOptions().UseConnectionFactory(
+                TestRun.Database.LinqToDBProvider, _ => TestRun.Database.Provider.CreateConnection(TestRun.Database.ConnectionString))),
+            o => new DataConnection(o));
+
+    [Test]
     public Task A_plain_factory_with_options_of_its_own_is_rebuilt_on_the_scope() =>
         WriteThroughAsync<TypedContext>(s => s.AddScoped(_ => new TypedContext(new DataOptions<TypedContext>(ApplicationOptions(new DataOptions())))), db => db);
 
