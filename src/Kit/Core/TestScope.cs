@@ -36,6 +36,7 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
     readonly TransactionLedger _ledger = new();
     readonly Lock _dbLock = new();
     readonly List<ObservedStatement> _bypasses = [];
+    volatile bool _contextWithItsOwnConnection;
     readonly List<string> _divergences = [];
     readonly Func<DataOptions, DbConnection> _connectionFactory;
     int _connectionNumber;
@@ -258,6 +259,18 @@ public sealed partial class TestScope : IDisposable, IAsyncDisposable
         }
 
         TraceLog.Add($"a connection of the test's own (not the scope's) ran: {Misuse.Shorten(statement.Text)}{(statement.Error is null ? string.Empty : $" — it failed: {statement.Error}")}");
+    }
+
+    /// <summary>
+    /// Whether a linq2db context in this test's flow opened a connection the application made itself
+    /// (<c>UseConnectionFactory</c>, <c>UseConnection</c>) to the test's database: the kit cannot reach such a connection.
+    /// </summary>
+    internal bool SawContextWithItsOwnConnection => _contextWithItsOwnConnection;
+
+    internal void NoteContextWithItsOwnConnection()
+    {
+        if (Volatile.Read(ref _state) == Active)
+            _contextWithItsOwnConnection = true;
     }
 
     string DescribeBypass(ObservedStatement statement) =>

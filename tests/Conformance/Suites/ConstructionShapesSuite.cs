@@ -258,4 +258,22 @@ public abstract class ConstructionShapesSuite : ConformanceTest
         await scope.DisposeAsync();
         Assert.That(ScopedTest.BypassMessage(scope), Is.Null, "a read of another database changes nothing there");
     }
+
+    [Test]
+    public async Task A_context_on_a_connection_the_application_makes_itself_fails_the_test_naming_that_cause()
+    {
+        await using var scope = await Scope.Database.BeginScopeAsync();
+        using (scope.MakeCurrent())
+        {
+            var database = Scope.Database;
+            await using var db = new DataConnection(new DataOptions().UseConnectionFactory(
+                database.LinqToDBProvider, _ => database.Provider.CreateConnection(database.ConnectionString)));
+            Assert.That(await db.GetTable<Item>().CountAsync(i => i.Name == Name("own")), Is.Zero);
+        }
+
+        await scope.DisposeAsync();
+        Assert.That(ScopedTest.BypassMessage(scope), Does.Contain("It only read")
+            .And.Contain("got its connection from the application (DataOptions.UseConnectionFactory or UseConnection)")
+            .And.Contain("UseConnectionString"));
+    }
 }

@@ -117,8 +117,22 @@ internal static class ConnectionInterception
 
         public IActivity AddQueryInfo(DataConnection? context, DbConnection? connection, DbCommand? command)
         {
-            if (context is not null && connection is TestScopeConnection { AdoptedFromApplication: true } adopted && adopted.MarkInterceptorAttached())
-                context.AddInterceptor(ScopeInterceptor.Instance);
+            if (context is null || connection is null)
+                return this;
+
+            if (connection is TestScopeConnection scoped)
+            {
+                if (scoped is { AdoptedFromApplication: true } && scoped.MarkInterceptorAttached())
+                    context.AddInterceptor(ScopeInterceptor.Instance);
+            }
+            else if (TestScope.Current is { } scope
+                     && context.Options.ConnectionOptions is { } own && (own.ConnectionFactory is not null || own.DbConnection is not null)
+                     && string.Equals(connection.Database, scope.Database.Name, StringComparison.Ordinal))
+            {
+                // The bypass report can then name the cause: a context whose connection the application makes itself.
+                scope.NoteContextWithItsOwnConnection();
+            }
+
             return this;
         }
 

@@ -107,8 +107,13 @@ internal static class ScopedTest
             : statements.Any(s => s.Error is null)
                 ? "It only read: it saw the database as committed, without what this test wrote in its scope, and wrote nothing."
                 : "Its statements failed, so they committed nothing.";
+        var cause = scope.SawContextWithItsOwnConnection
+            ? " A linq2db context in the test's flow got its connection from the application (DataOptions.UseConnectionFactory or UseConnection), " +
+              "which the kit cannot reach: build that context's options from the connection string (UseConnectionString, UsePostgreSQL, UseSqlServer), " +
+              "whose connections the kit takes, or register them in the application's services, which WithTestScopes() binds to the test's scope."
+            : string.Empty;
         return $"While this test ran, code in it connected to the run's database on a connection of its own (from TestRun.Database.ConnectionString, or " +
-               $"a connection string the code made) instead of joining {scope}. {outcome} Build linq2db contexts inside the test (they join its scope), " +
+               $"a connection string the code made) instead of joining {scope}. {outcome}{cause} Build linq2db contexts inside the test (they join its scope), " +
                "use Scope.OpenConnection() for raw ADO.NET, and send requests with factory.CreateClient(Scope). Statements:\n  " +
                string.Join("\n  ", scope.Bypasses);
     }
