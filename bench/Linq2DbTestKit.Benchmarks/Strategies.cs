@@ -47,8 +47,9 @@ public sealed class Strategies(int tables)
             AllowExistingDatabase = true,
         });
 
-        // Every strategy uses the same pool, the kit's: the floor differs from the kit by the kit alone.
-        _connectionString = _kit.ScopeConnectionString;
+        // Every strategy connects as the kit's scopes do, but with Npgsql's own reset of a pooled connection, as a
+        // hand-written fixture has it: the kit resets in its end batch instead (PostgreSqlDatabaseProvider.ForScopes).
+        _connectionString = new NpgsqlConnectionStringBuilder(_kit.ScopeConnectionString) { NoResetOnClose = false }.ConnectionString;
         _provider = _kit.LinqToDBProvider;
         await using var connection = new NpgsqlConnection(_connectionString);
         await connection.OpenAsync();

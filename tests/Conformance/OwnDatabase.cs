@@ -13,11 +13,14 @@ public sealed class OwnDatabase : IAsyncDisposable
 
     public TestDatabase Database { get; }
 
-    /// <summary>Creates the database, runs <paramref name="schema"/> in it (committed), and records its prepared state.</summary>
-    public static async Task<OwnDatabase> CreateAsync(string schema)
+    /// <summary>
+    /// Creates the database, runs <paramref name="schema"/> in it (committed), and records its prepared state; on the run's
+    /// server, or as <paramref name="serverConnectionString"/> connects to it (with other driver settings, say).
+    /// </summary>
+    public static async Task<OwnDatabase> CreateAsync(string schema, string? serverConnectionString = null)
     {
         var provider = TestRun.Database.Provider;
-        var database = await TestDatabase.CreateAsync(provider, TestDatabaseOptions.FromEnvironment(provider) with { ConnectionString = TestRun.Database.ServerConnectionString });
+        var database = await TestDatabase.CreateAsync(provider, TestDatabaseOptions.FromEnvironment(provider) with { ConnectionString = serverConnectionString ?? TestRun.Database.ServerConnectionString });
         try
         {
             await Outside.ExecuteAsync(database, schema);

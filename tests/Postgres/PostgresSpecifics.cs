@@ -321,6 +321,99 @@ public sealed class PostgresSpecifics : ConformanceTest
     }
 
     [Test]
+    public async Task What_a_session_keeps_beyond_the_rollback_is_gone_when_the_next_test_begins_on_it([Values] bool endedAsTheIntegrationsEndThem)
+    {
+        // A database of its own: no other test's scope holds a connection of its pool, so the next test gets the same session.
+        await using var own = await OwnDatabase.CreateAsync("CREATE SEQUENCE numbers");
+        await Task.Run(async () =>
+        {
+            TestScope.SetCurrent(null);
+            var previous = await BeginAsync(own.Database, endedAsTheIntegrationsEndThem);
+            int session;
+            using (var db = new DataConnection(previous.Options))
+            {
+                session = db.Execute<int>("SELECT pg_backend_pid()");
+                db.Execute("SELECT nextval('numbers')");
+                db.Execute("SELECT pg_advisory_lock(74658)");
+                db.Execute("PREPARE testkit_kept AS SELECT 1");
+            }
+
+            await EndAsync(previous, endedAsTheIntegrationsEndThem);
+
+            var next = await BeginAsync(own.Database, endedAsTheIntegrationsEndThem);
+            next.StatementSavepoints = true;
+            using (var db = new DataConnection(next.Options))
+            {
+                Assert.That(db.Execute<int>("SELECT pg_backend_pid()"), Is.EqualTo(session), "the next test runs on the session the previous one used");
+                Assert.That(db.Execute<long>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"), Is.Zero, "the advisory lock");
+                Assert.That(db.Execute<long>("SELECT count(*) FROM pg_prepared_statements"), Is.Zero, "the prepared statement");
+                Assert.That(() => db.Execute<long>("SELECT currval('numbers')"), Throws.InstanceOf<PostgresException>()
+                    .With.Property("SqlState").EqualTo(PostgresErrorCodes.ObjectNotInPrerequisiteState), "the sequence's currval");
+            }
+
+            await EndAsync(next, endedAsTheIntegrationsEndThem);
+        });
+    }
+
+    [Test]
+    public async Task A_statement_the_driver_prepared_in_one_test_is_prepared_anew_in_the_next(
+        [Values] bool endedAsTheIntegrationsEndThem, [Values] bool onTheDriversConnection)
+    {
+        await using var own = await OwnDatabase.CreateAsync("CREATE TABLE notes (id int NOT NULL PRIMARY KEY)");
+        await Task.Run(async () =>
+        {
+            TestScope.SetCurrent(null);
+            for (var test = 0; test < 3; test++)
+            {
+                var scope = await BeginAsync(own.Database, endedAsTheIntegrationsEndThem);
+                await using (var connection = scope.OpenConnection())
+                {
+                    await using var command = onTheDriversConnection ? TestScope.GetDriverConnection(connection).CreateCommand() : connection.CreateCommand();
+                    command.CommandText = "SELECT count(*) FROM notes";
+                    await command.PrepareAsync();
+                    Assert.That(await command.ExecuteScalarAsync(), Is.EqualTo(0L), $"test {test}");
+                }
+
+                await EndAsync(scope, endedAsTheIntegrationsEndThem);
+            }
+        });
+    }
+
+    [Test]
+    public async Task Statements_Npgsql_prepares_by_itself_run_in_every_test([Values] bool endedAsTheIntegrationsEndThem)
+    {
+        var server = new NpgsqlConnectionStringBuilder(Scope.Database.ServerConnectionString) { MaxAutoPrepare = 10, AutoPrepareMinUsages = 2 }.ConnectionString;
+        await using var own = await OwnDatabase.CreateAsync("CREATE TABLE notes (id int NOT NULL PRIMARY KEY)", server);
+        await Task.Run(async () =>
+        {
+            TestScope.SetCurrent(null);
+            for (var test = 0; test < 3; test++)
+            {
+                var scope = await BeginAsync(own.Database, endedAsTheIntegrationsEndThem);
+                using (var db = new DataConnection(scope.Options))
+                {
+                    for (var run = 0; run < 4; run++)
+                        Assert.That(db.Execute<long>("SELECT count(*) FROM notes"), Is.Zero, $"test {test}, run {run}");
+                }
+
+                await EndAsync(scope, endedAsTheIntegrationsEndThem);
+            }
+        });
+    }
+
+    /// <summary>A test's begin, as the test framework integrations make it or as a test's own code does.</summary>
+    static async Task<TestScope> BeginAsync(TestDatabase database, bool asTheIntegrations) =>
+        asTheIntegrations ? ScopedTest.Begin(database) : await database.BeginScopeAsync();
+
+    static async Task EndAsync(TestScope scope, bool asTheIntegrations)
+    {
+        if (asTheIntegrations)
+            Assert.That(ScopedTest.End(scope), Is.Null);
+        else
+            await scope.DisposeAsync();
+    }
+
+    [Test]
     public void A_statement_that_fails_while_its_rows_are_read_is_named_as_such_by_the_next_statement()
     {
         using var connection = Scope.OpenConnection();

@@ -147,6 +147,13 @@ public abstract class DatabaseProvider
     internal virtual string? EndOfScopeBatch => null;
 
     /// <summary>
+    /// How the scopes' connections connect and end: <paramref name="connectionString"/> as the scopes use it, and the batch
+    /// that ends each scope (<see cref="EndOfScopeBatch"/>); with <see cref="ScopeSessions.EndBatchResetsSession"/> the
+    /// batch also resets the session, so the driver's pool need not reset it again on the connection's next use.
+    /// </summary>
+    internal virtual ScopeSessions ForScopes(string connectionString) => new(connectionString, EndOfScopeBatch, EndBatchResetsSession: false);
+
+    /// <summary>
     /// Whether <paramref name="sql"/> may take a lock that belongs to the session rather than its transaction, which the
     /// rollback leaves held and <see cref="EndOfScopeBatch"/> cannot release: the scope then ends its session instead of
     /// pooling its connection, so that no idle pooled connection holds the lock until its next use.
@@ -351,6 +358,16 @@ internal readonly record struct TableColumn(string Name, string Type);
 /// <summary>What a table holds, as the leak check compares it: the row count, and a digest of every row.</summary>
 internal readonly record struct TableContents(long Rows, string Digest);
 
+/// <summary>How a database's scopes connect and end: see <see cref="DatabaseProvider.ForScopes"/>.</summary>
+/// <param name="ConnectionString">The scopes' connection string.</param>
+/// <param name="EndBatch">The statements that end a scope in one round trip; <see langword="null"/> to roll back through the driver's transaction.</param>
+/// <param name="EndBatchResetsSession">
+/// Whether <paramref name="EndBatch"/> resets the session as well, in place of the driver's pool: a scope whose batch did
+/// not run to its end, or that left state the driver keeps beside the session (a prepared statement), closes its
+/// connection instead of pooling it.
+/// </param>
+internal sealed record ScopeSessions(string ConnectionString, string? EndBatch, bool EndBatchResetsSession);
+
 /// <summary>A connection string the kit has parsed: what it needs for messages and for connecting to the run's database.</summary>
 /// <param name="Server">Host and port, for messages.</param>
 /// <param name="User">The user name, for messages; <see langword="null"/> for integrated security.</param>
@@ -359,6 +376,7 @@ internal readonly record struct TableContents(long Rows, string Digest);
 /// <param name="Masked">The connection string with its password replaced by <c>***</c>.</param>
 /// <param name="Host">The host alone, for checking whether anything answers there.</param>
 /// <param name="Port">The port, likewise.</param>
+
 internal sealed record ParsedConnectionString(string Server, string? User, string? Password, string? Database, string Masked, string Host, int Port);
 
 internal enum ConnectFailure

@@ -80,7 +80,8 @@ public sealed class TestDatabase : IAsyncDisposable
         BypassWatch.EnsureWatching(provider);
         ServerConnectionString = givenConnectionString;
         ConnectionString = provider.LimitLockWaits(provider.ForDatabase(givenConnectionString, name, UnscopedApplicationName, kitConnection: false));
-        ScopeConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
+        _kitConnectionString = provider.ForDatabase(givenConnectionString, name, ApplicationName);
+        ScopeSessions = provider.ForScopes(_kitConnectionString);
         ChecksForLeaks = options.CheckForLeaks;
         if (ChecksForLeaks)
         {
@@ -133,7 +134,13 @@ public sealed class TestDatabase : IAsyncDisposable
     /// <summary>The default of <see cref="TestScope.StatementSavepoints"/> for the scopes of this database.</summary>
     public bool StatementSavepoints { get; }
 
-    internal string ScopeConnectionString { get; }
+    /// <summary>How this database's scopes connect and end (<see cref="DatabaseProvider.ForScopes"/>).</summary>
+    internal ScopeSessions ScopeSessions { get; }
+
+    internal string ScopeConnectionString => ScopeSessions.ConnectionString;
+
+    /// <summary>For the kit's own connections to the database (real-commit sessions' bookkeeping): pooled apart from the scopes', and reset by the driver.</summary>
+    readonly string _kitConnectionString;
 
     /// <summary>The server's connection string the run was given, or the throwaway server's: for the kit's own checks of the server.</summary>
     internal string ServerConnectionString { get; }
@@ -425,6 +432,7 @@ public sealed class TestDatabase : IAsyncDisposable
     void CloseIdleConnections()
     {
         Provider.ClearPool(ScopeConnectionString);
+        Provider.ClearPool(_kitConnectionString);
         Provider.ClearPool(ConnectionString);
         _leakCheck?.ClearPool();
     }
@@ -611,7 +619,7 @@ public sealed class TestDatabase : IAsyncDisposable
 
     async Task<DbConnection> OpenKitConnectionAsync(CancellationToken cancellationToken)
     {
-        var connection = Provider.CreateConnection(ScopeConnectionString);
+        var connection = Provider.CreateConnection(_kitConnectionString);
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -734,6 +742,7 @@ public sealed class TestDatabase : IAsyncDisposable
         // Clearing the pools closes the run's idle connections, which DROP DATABASE would wait for, and those a server
         // restart killed, which would fail the drop.
         Provider.ClearPool(ScopeConnectionString);
+        Provider.ClearPool(_kitConnectionString);
         Provider.ClearPool(ConnectionString);
         Provider.ClearPool(_adminConnectionString);
         await using var admin = await ConnectAsync(Provider, _adminConnectionString, _server, _describedSource, _server.Database, CancellationToken.None).ConfigureAwait(false);

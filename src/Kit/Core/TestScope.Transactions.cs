@@ -354,7 +354,7 @@ public sealed partial class TestScope
             foreach (var open in _ledger.Ended())
                 TraceLog.Add($"{open.Owner.Origin}: transaction {open.Name} was still open when the test ended; rolled back with the test's transaction");
 
-            if (rollBackInBackground && _parent is null && _fatal is null && Provider.ScopeTransactionDepth == 0 && Provider.EndOfScopeBatch is { } batch && Provider.IsOpen(Outer))
+            if (rollBackInBackground && _parent is null && _fatal is null && Provider.ScopeTransactionDepth == 0 && Database.ScopeSessions.EndBatch is { } batch && Provider.IsOpen(Outer))
             {
                 // Nothing in the answer can fail the test: the driver already knows the transaction is open, and a
                 // lost connection is rolled back by the server. Sent now, answered while the framework moves on.
@@ -413,9 +413,10 @@ public sealed partial class TestScope
         finally
         {
             // A session that lost or ended its transaction may carry state a pooled connection must not pass on
-            // (SQL Server's XACT_ABORT, say), and one that may hold a session's lock would keep it while idle in the
-            // pool: the pool lets go of its idle connections, this one among them, and the next scope gets a fresh one.
-            if (_fatal is not null || _endsSession)
+            // (SQL Server's XACT_ABORT, say), one that may hold a session's lock would keep it while idle in the pool,
+            // and one whose reset fell to the end batch was not reset unless that batch ran: the pool lets go of its idle
+            // connections, this one among them, and the next scope gets a fresh one.
+            if (_fatal is not null || _endsSession || (Database.ScopeSessions.EndBatchResetsSession && !_sessionReset))
                 Database.ClearScopePool();
             _gate.Release();
             if (Interlocked.Exchange(ref _holdsRunGate, 0) == 1)
@@ -433,6 +434,7 @@ public sealed partial class TestScope
         try
         {
             await RunNative(batch, async: true, CancellationToken.None).ConfigureAwait(false);
+            _sessionReset = true;
         }
         catch (Exception exception)
         {
@@ -486,7 +488,7 @@ public sealed partial class TestScope
                 return null;
             }
 
-            if (Provider.EndOfScopeBatch is { } counted && Provider.ScopeTransactionDepth > 0)
+            if (Database.ScopeSessions.EndBatch is { } counted && Provider.ScopeTransactionDepth > 0)
             {
                 var depth = await QueryNative(counted, async, CancellationToken.None).ConfigureAwait(false);
                 TraceLog.Add($"end of test → {counted}");
@@ -500,9 +502,10 @@ public sealed partial class TestScope
                 if (depth != Provider.ScopeTransactionDepth)
                     return TransactionDepthChanged(depth, "by the end of the test");
             }
-            else if (Provider.EndOfScopeBatch is { } batch)
+            else if (Database.ScopeSessions.EndBatch is { } batch)
             {
                 await RunNative(batch, async, CancellationToken.None).ConfigureAwait(false);
+                _sessionReset = true;
                 TraceLog.Add($"end of test → {batch}");
             }
             else

@@ -203,10 +203,29 @@ public sealed class PostgreSqlDatabaseProvider : DatabaseProvider
         $"SAVEPOINT testkit_check; SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK TO SAVEPOINT testkit_check; RELEASE SAVEPOINT testkit_check; RELEASE SAVEPOINT {savepoint}";
 
     /// <remarks>
-    /// A session-level advisory lock outlives the rollback; Npgsql resets the rest of the session (settings, prepared
-    /// statements, temporary tables) only when the pooled connection is next used, so the lock would be held meanwhile.
+    /// <para>
+    /// A rollback leaves a session's advisory locks, prepared statements (SQL's <c>PREPARE</c>) and sequences'
+    /// <c>currval</c> behind. Npgsql resets a pooled connection (<c>DISCARD ALL</c>) only with the first statement of its
+    /// next use, so a lock would stay held by an idle pooled connection meanwhile. The scopes' connections therefore reset
+    /// in the batch that rolls back, <c>ROLLBACK; DISCARD ALL</c>, and Npgsql's pool is told not to reset them again
+    /// (<c>No Reset On Close</c>): the session is as new the moment the test ends, at one statement per test less than a
+    /// rollback, an unlock and the pool's reset.
+    /// </para>
+    /// <para>
+    /// Not where the connection string turns on Npgsql's automatic preparation (<c>Max Auto Prepare</c>): Npgsql keeps
+    /// those statements across uses of a pooled connection, and <c>DISCARD ALL</c> would deallocate them behind its back.
+    /// There the batch releases the advisory locks, and Npgsql resets the rest on the connection's next use.
+    /// </para>
     /// </remarks>
-    internal override string EndOfScopeBatch => "ROLLBACK; SELECT pg_advisory_unlock_all()";
+    internal override ScopeSessions ForScopes(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (builder.MaxAutoPrepare > 0)
+            return new ScopeSessions(connectionString, "ROLLBACK; SELECT pg_advisory_unlock_all()", EndBatchResetsSession: false);
+
+        builder.NoResetOnClose = true;
+        return new ScopeSessions(builder.ConnectionString, "ROLLBACK; DISCARD ALL", EndBatchResetsSession: true);
+    }
 
     internal override async Task<bool> DatabaseExistsAsync(DbConnection admin, string database, CancellationToken cancellationToken)
     {

@@ -79,10 +79,19 @@ internal sealed class ScopeCommand : DbCommand
 
     public override void Cancel() => Inner.Cancel();
 
-    public override void Prepare() => Handle.Scope.Execute(this, CommandBehavior.Default, async: false, Prepare, CancellationToken.None).GetAwaiter().GetResult();
+    /// <remarks>The driver keeps what it prepared with the session, so the scope's connection is closed at its end instead of pooled.</remarks>
+    public override void Prepare()
+    {
+        Handle.Scope.KeepsDriverState();
+        Handle.Scope.Execute(this, CommandBehavior.Default, async: false, Prepare, CancellationToken.None).GetAwaiter().GetResult();
+    }
 
-    public override Task PrepareAsync(CancellationToken cancellationToken = default) =>
-        Handle.Scope.Execute(this, CommandBehavior.Default, async: true, Prepare, cancellationToken).AsTask();
+    /// <inheritdoc cref="Prepare()"/>
+    public override Task PrepareAsync(CancellationToken cancellationToken = default)
+    {
+        Handle.Scope.KeepsDriverState();
+        return Handle.Scope.Execute(this, CommandBehavior.Default, async: true, Prepare, cancellationToken).AsTask();
+    }
 
     protected override DbParameter CreateDbParameter() => Inner.CreateParameter();
 
